@@ -1,0 +1,1 @@
+"""Pixel features: pixel preparation, pretrained extractors and the Zarr feature store."""
