@@ -1,0 +1,68 @@
+# Entry points of the project (see README.md). Every target creates .venv when it is missing and
+# installs the project into it once per version of pyproject.toml (a stamp file remembers it).
+# Torch comes from pip, as pyproject.toml pins it.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Runs are recorded in the Dagster instance of this repository (dagster.yaml, storage in .dagster/).
+export DAGSTER_HOME := $(CURDIR)
+
+PYPROJECT_HASH := $(shell $(PYTHON) -c "import hashlib, pathlib; print(hashlib.sha256(pathlib.Path('pyproject.toml').read_bytes()).hexdigest()[:12])")
+INSTALLED := $(VENV)/.installed-$(PYPROJECT_HASH)
+INSTALLED_TEST := $(VENV)/.installed-test-$(PYPROJECT_HASH)
+
+PYTEST_ARGS ?=
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
+
+.PHONY: help run test ui lint format install install-test clean-outputs
+
+help:
+	@echo "make run    label every study under \$${LABELING_DATA_DIR:-data} (outputs in \$${LABELING_OUTPUT_DIR:-data/outputs})"
+	@echo "make test   run the test suite"
+	@echo "make ui     start the Dagster UI on http://$(UI_HOST):$(UI_PORT)"
+	@echo "make lint   ruff check and format check"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): | $(BIN)/python
+	$(BIN)/python -m pip install -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+# The test stamp implies the plain one, so `make run` after `make test` installs nothing.
+$(INSTALLED_TEST): | $(BIN)/python
+	$(BIN)/python -m pip install -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $(INSTALLED) $@
+
+install: $(if $(wildcard $(INSTALLED_TEST)),$(INSTALLED_TEST),$(INSTALLED))
+
+install-test: $(INSTALLED_TEST)
+
+run: install
+	$(BIN)/labeling-pipeline run
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+ui: install
+	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install-test
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Removes what `make run` produced (outputs of the default data directory, the Dagster instance).
+clean-outputs:
+	rm -rf data/outputs .dagster
