@@ -51,9 +51,10 @@ def window_to_uint8(image: LabelImage) -> np.ndarray:
         scaled = np.zeros(pixels.shape)
     else:
         scaled = np.clip((np.nan_to_num(pixels, nan=low) - low) / (high - low), 0.0, 1.0)
-    if image.photometric_interpretation == "MONOCHROME1":
-        scaled = 1.0 - scaled
-    return np.round(scaled * 255.0).astype(np.uint8)
+    grey = np.round(scaled * 255.0).astype(np.uint8)
+    if image.photometric_interpretation == "MONOCHROME1":  # low values are bright: invert
+        grey = 255 - grey
+    return grey
 
 
 def _marks(landmarks: Sequence[LandmarkResult] | pd.DataFrame) -> list[_Mark]:
