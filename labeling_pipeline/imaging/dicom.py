@@ -602,21 +602,54 @@ def scan_dicom_tree(root: Path, source: str) -> ScanResult:
 
     Catalog paths are relative to ``root.parent`` (``incoming/a/b.dcm``). A missing ``root``
     gives an empty result. Pixels are decoded only for the chosen image; if that fails, the
-    file is rejected and the next slice nearest the middle is tried.
+    file is rejected and the next slice nearest the middle is tried. To scan both sources of a
+    data directory as one (duplicates and series spanning them), use :func:`scan_data_dir`.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     root = Path(root)
-    if not root.exists():
-        return ScanResult()
-    if not root.is_dir():
+    if root.exists() and not root.is_dir():
         raise ValueError(f"{root} is not a directory")
-    base = root.parent
+    return _scan([(root, source)], root.parent)
 
+
+def scan_data_dir(data_dir: Path, sources: tuple[str, ...] = SOURCES) -> ScanResult:
+    """Scan ``data_dir/incoming`` and ``data_dir/archive`` together.
+
+    Unlike two separate :func:`scan_dicom_tree` calls, a SOP instance present in both is
+    labelled once (the copy whose path sorts first, ``archive/`` before ``incoming/``, is kept;
+    the other is a ``duplicate``), a series whose slices are spread over both is one series,
+    and a study gets one partition key. Missing source folders are skipped.
+    """
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise ValueError(f"sources must be among {SOURCES}, got {unknown}")
+    data_dir = Path(data_dir)
+    for source in sources:
+        if (data_dir / source).exists() and not (data_dir / source).is_dir():
+            raise ValueError(f"{data_dir / source} is not a directory")
+    return _scan([(data_dir / source, source) for source in sources], data_dir)
+
+
+def _files(roots: list[tuple[Path, str]]) -> Iterator[tuple[Path, str]]:
+    for root, source in roots:
+        if root.is_dir():
+            for path in _walk(root):
+                yield path, source
+
+
+def _scan(roots: list[tuple[Path, str]], base: Path) -> ScanResult:
+    """The scan behind :func:`scan_dicom_tree` and :func:`scan_data_dir`; catalog paths are
+    relative to ``base``."""
     entries: dict[str, CatalogEntry] = {}
     headers: list[_Header] = []
-    for path in _walk(root):
+    for path, source in _files(roots):
         rel = path.relative_to(base).as_posix()
+        if not path.is_file():  # a pipe would block the read; a broken link cannot be read
+            entries[rel] = CatalogEntry(
+                rel, source, 0, "", REJECTED, UNREADABLE, "not a regular file (link, pipe, device)"
+            )
+            continue
         try:
             size_bytes = path.stat().st_size
             digest = _sha256(path)

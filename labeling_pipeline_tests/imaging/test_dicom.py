@@ -24,6 +24,7 @@ from labeling_pipeline.imaging.dicom import (
     partition_key,
     pseudonymize,
     read_label_image,
+    scan_data_dir,
     scan_dicom_tree,
 )
 
@@ -182,11 +183,13 @@ def test_broken_files_are_recorded_and_scan_goes_on(tmp_path: Path) -> None:
     (incoming / "notes.txt").write_text("not an image\n")
     (incoming / "empty.dcm").write_bytes(b"")
     (incoming / "zeros.bin").write_bytes(bytes(1000))
+    (incoming / "dangling").symlink_to(tmp_path / "gone.dcm")
 
     result = scan_dicom_tree(incoming, "incoming")
     frame = result.catalog_frame()
-    assert len(frame) == 6
+    assert len(frame) == 7
     assert [i.sop_instance_uid for i in result.images] == [good.SOPInstanceUID]
+    assert _row(frame, "incoming/dangling")["reason_code"] == dicom.UNREADABLE
     assert _row(frame, "incoming/truncated.dcm")["reason_code"] == dicom.TRUNCATED
     assert "truncated" in _row(frame, "incoming/truncated.dcm")["reason"]
     assert _row(frame, "incoming/header_only.dcm")["outcome"] == REJECTED
@@ -339,6 +342,30 @@ def test_scan_rejects_bad_arguments_and_tolerates_missing_root(tmp_path: Path) -
     )
     with pytest.raises(ValueError, match="source"):
         scan_dicom_tree(tmp_path, "elsewhere")
+
+
+def test_data_dir_scan_spans_incoming_and_archive(tmp_path: Path) -> None:
+    study, series = generate_uid(), generate_uid()
+    # Slices 0-2 arrived earlier (archive), 3-4 now (incoming): one series of five slices.
+    written = write_series(
+        tmp_path / "staging", [0.0, -1.0, -2.0, -3.0, -4.0], study_uid=study, series_uid=series
+    )
+    for k, (path, _) in enumerate(written):
+        target = tmp_path / ("archive" if k < 3 else "incoming") / "s" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.rename(target)
+    copy = tmp_path / "incoming" / "again" / "slice_00.dcm"  # re-sent file
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes((tmp_path / "archive" / "s" / "slice_00.dcm").read_bytes())
+
+    result = scan_data_dir(tmp_path)
+    assert [i.sop_instance_uid for i in result.images] == [written[2][1].SOPInstanceUID]
+    frame = result.catalog_frame()
+    assert len(frame) == 6 and set(frame["source"]) == {"archive", "incoming"}
+    assert _row(frame, "incoming/again/slice_00.dcm")["reason_code"] == dicom.DUPLICATE
+    assert _row(frame, "archive/s/slice_02.dcm")["outcome"] == LABELLED
+    assert _row(frame, "incoming/s/slice_04.dcm")["outcome"] == ACCEPTED
+    assert scan_data_dir(tmp_path / "nothing").catalog == []
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="shared real data not present")
