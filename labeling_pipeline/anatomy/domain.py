@@ -86,9 +86,7 @@ class DomainKnowledge:
 
     def to_ranges(self) -> dict[str, tuple[float, float, float, float]]:
         """Plain ``{"caudal-cranial": (min_mm, max_mm, min_deg, max_deg)}`` for QA code."""
-        return {
-            p.name: (p.min_mm, p.max_mm, p.min_deg, p.max_deg) for p in self.pairs.values()
-        }
+        return {p.name: (p.min_mm, p.max_mm, p.min_deg, p.max_deg) for p in self.pairs.values()}
 
 
 def _pair_of(key: str, order: tuple[str, ...]) -> tuple[str, str]:
@@ -117,8 +115,10 @@ def parse_domain(document: dict, source: str = "<domain>") -> DomainKnowledge:
         discs = {str(k): (str(v[0]), str(v[1])) for k, v in document.get("discs", {}).items()}
         first = str(document["first_landmark"])
         region_box = document["default_search_region"]
-        box = (_range(region_box["x"], "default_search_region.x"),
-               _range(region_box["y"], "default_search_region.y"))
+        box = (
+            _range(region_box["x"], "default_search_region.x"),
+            _range(region_box["y"], "default_search_region.y"),
+        )
         pairs: dict[tuple[str, str], PairRange] = {}
         for key, spec in document["pairs"].items():
             caudal, cranial = _pair_of(str(key), order)
@@ -127,7 +127,9 @@ def parse_domain(document: dict, source: str = "<domain>") -> DomainKnowledge:
             pairs[(caudal, cranial)] = PairRange(caudal, cranial, min_mm, max_mm, min_deg, max_deg)
         growth_doc = document["search_growth"]
         growth = SearchGrowth(
-            float(growth_doc["start_mm"]), float(growth_doc["step_mm"]), float(growth_doc["limit_mm"])
+            float(growth_doc["start_mm"]),
+            float(growth_doc["step_mm"]),
+            float(growth_doc["limit_mm"]),
         )
         max_turn = float(document["max_turn_deg"])
     except (KeyError, TypeError, IndexError, ValueError) as error:
@@ -136,9 +138,7 @@ def parse_domain(document: dict, source: str = "<domain>") -> DomainKnowledge:
         raise DomainError(f"{source}: missing or malformed field: {error}") from error
     if first not in order:
         raise DomainError(f"{source}: first_landmark {first!r} is not in 'order'")
-    missing = [
-        f"{a}-{b}" for a, b in zip(order, order[1:], strict=False) if (a, b) not in pairs
-    ]
+    missing = [f"{a}-{b}" for a, b in zip(order, order[1:], strict=False) if (a, b) not in pairs]
     if missing:
         raise DomainError(f"{source}: no distance/angle range for adjacent pairs {missing}")
     for disc, (upper, lower) in discs.items():

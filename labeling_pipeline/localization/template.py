@@ -55,7 +55,9 @@ def parse_template_landmarks(document: dict) -> TemplateLandmarks:
                 f"landmark #{index} needs name, kind, x and y (numbers): {entry!r}"
             ) from error
         if kind not in VALID_KINDS:
-            raise TemplateError(f"landmark {name!r} has kind {kind!r}; expected one of {VALID_KINDS}")
+            raise TemplateError(
+                f"landmark {name!r} has kind {kind!r}; expected one of {VALID_KINDS}"
+            )
         landmarks.append(TemplateLandmark(name=name, kind=kind, x=x, y=y))
     names = [lm.name for lm in landmarks]
     duplicates = sorted({n for n in names if names.count(n) > 1})

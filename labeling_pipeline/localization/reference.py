@@ -1,0 +1,203 @@
+"""Reference features of the template's landmarks, with their anatomical context.
+
+A landmark's reference is a small constellation of feature vectors taken from the template:
+the landmark's own neighbourhood (a disc of ``context_mm`` radius, which for a vertebral body
+takes in the adjacent discs, [0058]) plus the neighbourhoods of its anatomical neighbours one
+step up and one step down the spine (labelled on the template, or extrapolated one step beyond
+the ends of the labelled chain). Matching the whole constellation tells look-alike vertebrae
+apart by what surrounds them: the sacrum below L5, ribs and thoracic bodies above L1 ([0068]).
+
+Positions here are in template grid millimetres: feature-grid (x, y) times ``mm_per_cell``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labeling_pipeline.anatomy import DomainKnowledge
+from labeling_pipeline.features.feature_map import FeatureMap
+from labeling_pipeline.localization.similarity import sample_bilinear
+from labeling_pipeline.localization.template import TemplateError, TemplateLandmarks
+
+
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """How references are built. Defaults come from lumbar anatomy, not from tuning:
+    ``context_mm`` = 24 covers a body (~27 mm tall) and half of each adjacent disc;
+    neighbours weigh half as much as the landmark itself."""
+
+    context_mm: float = 24.0
+    sample_mm: float = 4.0
+    neighbour_weight: float = 0.5
+
+
+@dataclass
+class LandmarkReference:
+    """The constellation that identifies one landmark: rows ``point_index`` of the template's
+    ``point_vectors``, at ``offsets_mm`` (P, 2) (dx, dy) from the landmark, with ``weights``
+    (P,) summing to one."""
+
+    name: str
+    kind: str
+    point_index: np.ndarray
+    offsets_mm: np.ndarray
+    weights: np.ndarray
+
+
+@dataclass
+class TemplateReference:
+    """Everything localization needs from the template, computed once and reused."""
+
+    region: str
+    landmarks: list[LandmarkReference]
+    point_vectors: np.ndarray  # (K, C) unit feature vectors of the shared lattice points
+    positions_mm: dict[str, tuple[float, float]]
+    vertebrae: list[str]  # the template's vertebrae, caudal to cranial
+    discs: dict[str, tuple[str, str]]  # the template's discs -> (cranial, caudal) vertebra
+    image_size_mm: tuple[float, float]  # template field of view (width, height)
+    feature_settings: dict[str, Any] = field(default_factory=dict)
+    settings: ReferenceSettings = field(default_factory=ReferenceSettings)
+
+    def by_name(self) -> dict[str, LandmarkReference]:
+        return {ref.name: ref for ref in self.landmarks}
+
+    def step(self, caudal: str, cranial: str) -> tuple[float, float]:
+        """Template step from ``caudal`` to ``cranial``: (distance mm, angle deg)."""
+        (x0, y0), (x1, y1) = self.positions_mm[caudal], self.positions_mm[cranial]
+        return math.hypot(x1 - x0, y1 - y0), step_angle_deg(x1 - x0, y1 - y0)
+
+
+def step_angle_deg(dx: float, dy: float) -> float:
+    """Angle of a step (dx, dy) against the image's upward direction, positive towards +x."""
+    return math.degrees(math.atan2(dx, -dy))
+
+
+def _patch_points(
+    centre_mm: tuple[float, float], grid_size_mm: tuple[float, float], s: ReferenceSettings
+) -> list[tuple[tuple[int, int], float]]:
+    """Lattice points (integer multiples of ``sample_mm``, shared by all landmarks so that their
+    similarity maps are computed once) within ``context_mm`` of ``centre_mm`` and inside the
+    template, each with a Gaussian weight so that the landmark's own position counts most."""
+    sigma = max(s.context_mm, 1.0) / 1.5
+    width, height = grid_size_mm
+    x_lo = math.ceil((centre_mm[0] - s.context_mm) / s.sample_mm)
+    x_hi = math.floor((centre_mm[0] + s.context_mm) / s.sample_mm)
+    y_lo = math.ceil((centre_mm[1] - s.context_mm) / s.sample_mm)
+    y_hi = math.floor((centre_mm[1] + s.context_mm) / s.sample_mm)
+    points = []
+    for iy in range(y_lo, y_hi + 1):
+        for ix in range(x_lo, x_hi + 1):
+            px, py = ix * s.sample_mm, iy * s.sample_mm
+            dx, dy = px - centre_mm[0], py - centre_mm[1]
+            inside = 0 <= px <= width and 0 <= py <= height
+            if inside and dx * dx + dy * dy <= s.context_mm**2:
+                points.append(((ix, iy), math.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))))
+    return points
+
+
+def _beyond_chain_positions(
+    name: str, vertebrae: list[str], positions: dict[str, tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Where the unlabelled vertebra beyond ``name`` lies, extrapolated by one template step,
+    when ``name`` ends the labelled chain. Inner vertebrae need no such context: the chain
+    search matches their labelled neighbours itself; the ends are where a chain shifted by
+    one level (L1 on T12, L5 on L4) must be told apart by what lies beyond them."""
+    index = vertebrae.index(name)
+    here = np.array(positions[name])
+    found: list[tuple[float, float]] = []
+    for direction in (-1, 1):
+        inner = index - direction
+        if not 0 <= index + direction < len(vertebrae) and 0 <= inner < len(vertebrae):
+            found.append(tuple(2 * here - np.array(positions[vertebrae[inner]])))
+    return found
+
+
+def build_template_reference(
+    template_map: FeatureMap,
+    template: TemplateLandmarks,
+    domain: DomainKnowledge,
+    settings: ReferenceSettings | None = None,
+) -> TemplateReference:
+    """Reference features for every landmark of the template.
+
+    Raises ``TemplateError`` when the template's region differs from the domain's, a landmark
+    is unknown to the domain, or a landmark lies outside the template image.
+    """
+    settings = settings or ReferenceSettings()
+    if template.region != domain.region:
+        raise TemplateError(
+            f"template is labelled for region {template.region!r} but the domain knowledge "
+            f"is for {domain.region!r}"
+        )
+    features = np.asarray(template_map.features, dtype=np.float32)
+    rows, cols = features.shape[1:]
+    mm = template_map.mm_per_cell
+    positions: dict[str, tuple[float, float]] = {}
+    for lm in template.landmarks:
+        if lm.kind == "vertebra" and lm.name not in domain.order:
+            raise TemplateError(f"vertebra {lm.name!r} is not in the {domain.region} order")
+        if lm.kind == "disc" and lm.name not in domain.discs:
+            raise TemplateError(f"disc {lm.name!r} is not a {domain.region} disc")
+        gx, gy = template_map.transform.from_original(lm.x, lm.y)
+        if not (-0.5 <= gx <= cols - 0.5 and -0.5 <= gy <= rows - 0.5):
+            raise TemplateError(f"landmark {lm.name!r} lies outside the template image")
+        positions[lm.name] = (float(gx) * mm, float(gy) * mm)
+    vertebrae = domain.ordered([lm.name for lm in template.landmarks if lm.kind == "vertebra"])
+    if not vertebrae:
+        raise TemplateError("the template labels no vertebra")
+    discs = {lm.name: domain.discs[lm.name] for lm in template.landmarks if lm.kind == "disc"}
+
+    size_mm = ((cols - 1) * mm, (rows - 1) * mm)
+    lattice: dict[tuple[int, int], int] = {}
+    references = []
+    for lm in template.landmarks:
+        centre = positions[lm.name]
+        patches = [(centre, 1.0)]
+        if lm.kind == "vertebra":
+            patches += [
+                (n, settings.neighbour_weight)
+                for n in _beyond_chain_positions(lm.name, vertebrae, positions)
+            ]
+        index, offsets, weights = [], [], []
+        for patch_centre, patch_weight in patches:
+            points = _patch_points(patch_centre, size_mm, settings)
+            total = sum(w for _, w in points)
+            for (ix, iy), w in points:
+                index.append(lattice.setdefault((ix, iy), len(lattice)))
+                offsets.append(
+                    (ix * settings.sample_mm - centre[0], iy * settings.sample_mm - centre[1])
+                )
+                weights.append(patch_weight * w / total)
+        if not index:
+            raise TemplateError(f"no template features around landmark {lm.name!r}")
+        weight_array = np.asarray(weights, dtype=np.float32)
+        references.append(
+            LandmarkReference(
+                name=lm.name,
+                kind=lm.kind,
+                point_index=np.asarray(index, dtype=np.int64),
+                offsets_mm=np.asarray(offsets, dtype=np.float32),
+                weights=weight_array / weight_array.sum(),
+            )
+        )
+    vectors = np.zeros((len(lattice), features.shape[0]), dtype=np.float32)
+    for (ix, iy), k in lattice.items():
+        vector = sample_bilinear(
+            features, ix * settings.sample_mm / mm, iy * settings.sample_mm / mm
+        )
+        vectors[k] = vector / max(float(np.linalg.norm(vector)), 1e-6)
+    return TemplateReference(
+        region=template.region,
+        landmarks=references,
+        point_vectors=vectors,
+        positions_mm=positions,
+        vertebrae=vertebrae,
+        discs=discs,
+        image_size_mm=size_mm,
+        feature_settings=dict(template_map.settings),
+        settings=settings,
+    )

@@ -1,0 +1,712 @@
+"""Where each template landmark lies in a new image: the search strategies.
+
+All strategies share one core: per-landmark score maps (similarity of the landmark's reference
+constellation at every position of a search grid of about ``search_mm`` cells) and the
+domain's reference distances and angles. They differ in where they look:
+
+- ``plain``: every landmark over the whole image (process 200, the baseline).
+- ``ordered``: the first landmark in its default region, then anatomical order, each search
+  cropped to the far side of the previous landmark (processes 600 and 700).
+- ``restricted``: each next landmark only within the domain's distance and angle range from
+  the previous one (process 800).
+- ``adaptive``: a search region around the expected position that grows step by step until
+  the match meets the spatial accuracy criterion, else ``needs_review`` (process 900).
+- ``chain`` (default, beyond the published method): several candidates per vertebra and the
+  globally best ordered chain by similarity, distances, angles and turns (dynamic programming),
+  which recovers from a wrong first match; each label gets a confidence from the margin over
+  the best chain that places it elsewhere.
+
+Coordinates: search-grid (x, y) = (column, row); millimetres are template-compatible grid
+millimetres (isotropic); results are reported in original image pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from labeling_pipeline.anatomy import DomainKnowledge, PairRange
+from labeling_pipeline.features.feature_map import FeatureMap
+from labeling_pipeline.localization.reference import TemplateReference, step_angle_deg
+from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
+from labeling_pipeline.localization.similarity import shifted_sum, similarity_maps, upsample
+
+STRATEGIES = ("plain", "ordered", "restricted", "adaptive", "chain")
+
+
+class FeatureMismatchError(ValueError):
+    """The image's features were made with other settings than the template's."""
+
+
+# Settings that must agree between template and study features for similarities to mean
+# anything; other entries (device, timings) may differ.
+COMPARED_SETTINGS = ("model", "weights_sha256", "layers", "stride", "mm_per_pixel", "window")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Search parameters; defaults follow from anatomy and the feature scale, not tuning.
+
+    ``similarity_weight`` converts cosine similarity into the same units as the spatial
+    log-priors: a 0.1 gain in similarity is worth one standard deviation of spatial misfit.
+    """
+
+    strategy: str = "chain"
+    search_mm: float = 1.0
+    candidates: int = 8
+    peak_separation_mm: float = 10.0
+    similarity_weight: float = 10.0
+    distance_sigma: float = 0.2  # relative deviation from the template's step length
+    angle_sigma_deg: float = 25.0  # deviation from the template's step angle
+    turn_sigma_deg: float = 15.0  # change of direction between consecutive steps
+    missing_fraction: float = 0.75  # a vertebra out of view costs as much as a match of
+    # this share of the image's typical best score
+    border_mm: float = 8.0  # a centre closer than this to the edge shows too little of the body
+    confidence_scale: float = 1.0  # margin (in score units) that makes confidence ~73 %
+    min_confidence: float = 0.5
+    disc_radius_fraction: float = 0.3  # disc search radius as a share of the vertebra step
+
+
+def check_feature_settings(template: dict, image: dict) -> None:
+    """Raise ``FeatureMismatchError`` when template and image features are not comparable."""
+    differing = {
+        key: (template.get(key), image.get(key))
+        for key in COMPARED_SETTINGS
+        if (key in template or key in image) and template.get(key) != image.get(key)
+    }
+    if differing:
+        details = ", ".join(
+            f"{k}: template {a!r} vs image {b!r}" for k, (a, b) in differing.items()
+        )
+        raise FeatureMismatchError(
+            f"template and image features differ ({details}); recompute the template "
+            "reference and the image features with the same extractor settings"
+        )
+
+
+class SearchSpace:
+    """The image's search grid and its score maps, computed lazily per landmark."""
+
+    def __init__(self, fmap: FeatureMap, reference: TemplateReference, search_mm: float):
+        self.fmap = fmap
+        self.reference = reference
+        self.factor = max(1, int(round(fmap.mm_per_cell / search_mm)))
+        self.cell_mm = fmap.mm_per_cell / self.factor
+        rows, cols = fmap.grid_shape
+        self.height, self.width = rows * self.factor, cols * self.factor
+        self._refs = reference.by_name()
+        self._maps: dict[str, torch.Tensor] = {}
+        used = np.unique(np.concatenate([r.point_index for r in reference.landmarks]))
+        self._point_maps = upsample(
+            similarity_maps(fmap.features, reference.point_vectors[used]), self.factor
+        )
+        self._row_of_point = {int(k): i for i, k in enumerate(used)}
+
+    def score_map(self, name: str) -> torch.Tensor:
+        """(height, width) similarity of ``name``'s reference constellation at each position."""
+        if name not in self._maps:
+            ref = self._refs[name]
+            rows = [self._row_of_point[int(k)] for k in ref.point_index]
+            offsets = np.round(ref.offsets_mm / self.cell_mm).astype(int)
+            self._maps[name] = shifted_sum(self._point_maps[rows], offsets, ref.weights)
+        return self._maps[name]
+
+    # Positions: search-grid (x, y) <-> grid millimetres <-> original pixels.
+    def to_mm(self, x: float, y: float) -> tuple[float, float]:
+        gx, gy = (x + 0.5) / self.factor - 0.5, (y + 0.5) / self.factor - 0.5
+        return gx * self.fmap.mm_per_cell, gy * self.fmap.mm_per_cell
+
+    def from_mm(self, x_mm: float, y_mm: float) -> tuple[float, float]:
+        gx, gy = x_mm / self.fmap.mm_per_cell, y_mm / self.fmap.mm_per_cell
+        return (gx + 0.5) * self.factor - 0.5, (gy + 0.5) * self.factor - 0.5
+
+    def to_original(self, x: float, y: float) -> tuple[float, float]:
+        gx, gy = (x + 0.5) / self.factor - 0.5, (y + 0.5) / self.factor - 0.5
+        ox, oy = self.fmap.transform.to_original(gx, gy)
+        return float(ox), float(oy)
+
+    def mm_grids(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """x and y of every search-grid position, in mm."""
+        xs = ((torch.arange(self.width) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
+        ys = ((torch.arange(self.height) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
+        return xs[None, :].expand(self.height, -1), ys[:, None].expand(-1, self.width)
+
+
+@dataclass
+class Located:
+    """A landmark's position in grid mm (None when not found) and how it was found."""
+
+    position: tuple[float, float] | None
+    score: float = math.nan
+    status: str = OK
+    reason: str = ""
+    iterations: int = 1
+    confidence: float = math.nan
+
+
+def _argmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[int, int, float]:
+    masked = scores if mask is None else torch.where(mask, scores, torch.tensor(-math.inf))
+    index = int(torch.argmax(masked))
+    y, x = divmod(index, scores.shape[1])
+    return x, y, float(masked[y, x])
+
+
+def _peaks(space: SearchSpace, scores: torch.Tensor, count: int, separation_mm: float):
+    """The ``count`` best local maxima, at least ``separation_mm`` apart: (x_mm, y_mm, score)."""
+    xs, ys = space.mm_grids()
+    remaining = scores.clone()
+    found = []
+    for _ in range(count):
+        x, y, value = _argmax(remaining)
+        if not math.isfinite(value):
+            break
+        px, py = space.to_mm(x, y)
+        found.append((px, py, value))
+        remaining[(xs - px) ** 2 + (ys - py) ** 2 < separation_mm**2] = -math.inf
+    return found
+
+
+def _step(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """Distance (mm) and angle (deg) of the step from ``a`` to ``b``."""
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    return math.hypot(dx, dy), step_angle_deg(dx, dy)
+
+
+def _angle_difference(a: float, b: float) -> float:
+    return (a - b + 180.0) % 360.0 - 180.0
+
+
+def _caudal_cranial(
+    step_from: str, step_to: str, domain: DomainKnowledge
+) -> tuple[bool, PairRange]:
+    """Whether the step goes cranially, and the pair range between the two vertebrae."""
+    pair = domain.pair(step_from, step_to)
+    if pair is None:
+        raise ValueError(f"{step_from} and {step_to} are not adjacent in the domain order")
+    return domain.rank(step_to) > domain.rank(step_from), pair
+
+
+def _oriented(distance: float, angle: float, cranial: bool) -> tuple[float, float]:
+    """Express a step in the caudal-to-cranial direction the domain ranges use."""
+    return (distance, angle) if cranial else (distance, _angle_difference(angle + 180.0, 0.0))
+
+
+class Localizer:
+    """Runs one strategy on one image."""
+
+    def __init__(
+        self,
+        fmap: FeatureMap,
+        reference: TemplateReference,
+        domain: DomainKnowledge,
+        settings: SearchSettings,
+    ):
+        if settings.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {settings.strategy!r}; choose one of {STRATEGIES}")
+        check_feature_settings(reference.feature_settings, fmap.settings)
+        self.space = SearchSpace(fmap, reference, settings.search_mm)
+        self.reference = reference
+        self.domain = domain
+        self.settings = settings
+        self.xs, self.ys = self.space.mm_grids()
+        self.vertebrae = reference.vertebrae
+
+    # ----- shared pieces ---------------------------------------------------------------
+    def _first(self) -> str:
+        first = self.domain.first_landmark
+        return first if first in self.vertebrae else self.vertebrae[0]
+
+    def _visiting_order(self) -> list[tuple[str, str | None]]:
+        """(vertebra, the already-located neighbour it is searched from), first one first."""
+        first = self._first()
+        index = self.vertebrae.index(first)
+        order: list[tuple[str, str | None]] = [(first, None)]
+        order += [
+            (self.vertebrae[i], self.vertebrae[i - 1])
+            for i in range(index + 1, len(self.vertebrae))
+        ]
+        order += [(self.vertebrae[i], self.vertebrae[i + 1]) for i in range(index - 1, -1, -1)]
+        return order
+
+    def _default_region(self, name: str) -> torch.Tensor:
+        """Where the first landmark is searched: the domain's default region for the domain's
+        first landmark, else a box around the template's relative position."""
+        width_mm = float(self.xs[0, -1])
+        height_mm = float(self.ys[-1, 0])
+        if name == self.domain.first_landmark:
+            (x0, x1), (y0, y1) = self.domain.default_search_region
+        else:
+            tx, ty = self.reference.positions_mm[name]
+            tw, th = self.reference.image_size_mm
+            x0, x1 = tx / tw - 0.25, tx / tw + 0.25
+            y0, y1 = ty / th - 0.25, ty / th + 0.25
+        return (
+            (self.xs >= x0 * width_mm)
+            & (self.xs <= x1 * width_mm)
+            & (self.ys >= y0 * height_mm)
+            & (self.ys <= y1 * height_mm)
+        )
+
+    def inside_view(self, x_mm: float, y_mm: float) -> bool:
+        """Whether a vertebra centred at (x_mm, y_mm) would be in view: at least
+        ``border_mm`` inside the image's edges."""
+        border = self.settings.border_mm
+        return (
+            border <= x_mm <= float(self.xs[0, -1]) - border
+            and border <= y_mm <= float(self.ys[-1, 0]) - border
+        )
+
+    def _template_step_vector(self, step_from: str, step_to: str) -> tuple[float, float]:
+        (x0, y0), (x1, y1) = (self.reference.positions_mm[n] for n in (step_from, step_to))
+        return x1 - x0, y1 - y0
+
+    def _located(self, name: str, x: int, y: int, score: float, **extra) -> Located:
+        return Located(self.space.to_mm(x, y), score, **extra)
+
+    # ----- strategies ------------------------------------------------------------------
+    def plain(self) -> dict[str, Located]:
+        found = {}
+        for ref in self.reference.landmarks:
+            x, y, score = _argmax(self.space.score_map(ref.name))
+            found[ref.name] = self._located(ref.name, x, y, score)
+        return found
+
+    def sequential(self, region_for) -> dict[str, Located]:
+        """Processes 600-900: the first landmark in its default region, then each next one in
+        the region ``region_for(name, previous, located)`` allows."""
+        located: dict[str, Located] = {}
+        for name, previous in self._visiting_order():
+            if previous is None:
+                x, y, score = _argmax(self.space.score_map(name), self._default_region(name))
+                if math.isfinite(score):
+                    located[name] = self._located(name, x, y, score)
+                else:
+                    located[name] = Located(
+                        None, status=NEEDS_REVIEW, reason="default search region is empty"
+                    )
+                continue
+            if located[previous].position is None:
+                located[name] = Located(
+                    None,
+                    status=NEEDS_REVIEW,
+                    reason=f"{previous} was not located, so {name} has no search region",
+                )
+                continue
+            located[name] = region_for(name, previous, located)
+        return located
+
+    def _ordered_region(self, name: str, previous: str, located: dict[str, Located]) -> Located:
+        """Process 700: crop away everything behind the previous landmark (opposite to the
+        direction of travel) and around every landmark labelled so far."""
+        px, py = located[previous].position
+        ux, uy = self._template_step_vector(previous, name)
+        norm = math.hypot(ux, uy) or 1.0
+        ahead = (self.xs - px) * ux / norm + (self.ys - py) * uy / norm > 0
+        _, pair = _caudal_cranial(previous, name, self.domain)
+        for other in located.values():
+            if other.position is not None:
+                ox, oy = other.position
+                ahead &= (self.xs - ox) ** 2 + (self.ys - oy) ** 2 >= (pair.min_mm / 2) ** 2
+        x, y, score = _argmax(self.space.score_map(name), ahead)
+        if not math.isfinite(score):
+            return Located(
+                None, status=NEEDS_REVIEW, reason="nothing of the image is left to search"
+            )
+        return self._located(name, x, y, score)
+
+    def _restricted_mask(
+        self, name: str, previous: str, origin: tuple[float, float]
+    ) -> torch.Tensor:
+        """Process 800: positions within the domain's distance and angle range of ``origin``."""
+        cranial, pair = _caudal_cranial(previous, name, self.domain)
+        dx, dy = self.xs - origin[0], self.ys - origin[1]
+        distance = torch.sqrt(dx * dx + dy * dy)
+        angle = torch.rad2deg(torch.atan2(dx, -dy))
+        if not cranial:
+            angle = torch.remainder(angle + 360.0, 360.0) - 180.0
+        return (
+            (distance >= pair.min_mm)
+            & (distance <= pair.max_mm)
+            & (angle >= pair.min_deg)
+            & (angle <= pair.max_deg)
+        )
+
+    def _restricted_region(self, name: str, previous: str, located: dict[str, Located]) -> Located:
+        mask = self._restricted_mask(name, previous, located[previous].position)
+        x, y, score = _argmax(self.space.score_map(name), mask)
+        if not math.isfinite(score):
+            return Located(
+                None,
+                status=NEEDS_REVIEW,
+                reason=f"the region allowed from {previous} lies outside the image",
+            )
+        return self._located(name, x, y, score)
+
+    def _adaptive_region(self, name: str, previous: str, located: dict[str, Located]) -> Located:
+        """Process 900: grow a region around the expected position until the best match in it
+        is an interior maximum that meets the distance, angle and turn criteria."""
+        origin = located[previous].position
+        ux, uy = self._template_step_vector(previous, name)
+        expected = (origin[0] + ux, origin[1] + uy)
+        cranial, pair = _caudal_cranial(previous, name, self.domain)
+        allowed = self._restricted_mask(name, previous, origin)
+        before = self._step_before(previous, name, located)
+        radii = self.domain.search_growth.radii()
+        scores = self.space.score_map(name)
+        distance_to_expected = torch.sqrt(
+            (self.xs - expected[0]) ** 2 + (self.ys - expected[1]) ** 2
+        )
+        reason = "no image inside the search region"
+        for iteration, radius in enumerate(radii, start=1):
+            x, y, score = _argmax(scores, distance_to_expected <= radius)
+            if not math.isfinite(score):
+                continue
+            position = self.space.to_mm(x, y)
+            distance, angle = _oriented(*_step(origin, position), cranial)
+            if (
+                radius - math.dist(position, expected) < 2 * self.space.cell_mm
+                and radius < radii[-1]
+            ):
+                reason = "best match on the edge of the search region"
+                continue
+            if not bool(allowed[y, x]):
+                reason = (
+                    f"step from {previous} of {distance:.0f} mm at {angle:.0f} deg "
+                    "is outside the reference range"
+                )
+                continue
+            if (
+                before is not None
+                and abs(_angle_difference(_step(origin, position)[1], before))
+                > self.domain.max_turn_deg
+            ):
+                limit = self.domain.max_turn_deg
+                reason = f"the spine would turn by more than {limit:.0f} deg at {previous}"
+                continue
+            return Located(position, score, iterations=iteration)
+        return Located(
+            None,
+            status=NEEDS_REVIEW,
+            iterations=len(radii),
+            reason=f"not found within {radii[-1]:.0f} mm of the expected position: {reason}",
+        )
+
+    def _step_before(self, previous: str, name: str, located: dict[str, Located]) -> float | None:
+        """Angle of the step that led to ``previous``, in the direction of travel."""
+        index, prev_index = self.vertebrae.index(name), self.vertebrae.index(previous)
+        before_index = 2 * prev_index - index
+        if not 0 <= before_index < len(self.vertebrae):
+            return None
+        before = located.get(self.vertebrae[before_index])
+        if before is None or before.position is None:
+            return None
+        return _step(before.position, located[previous].position)[1]
+
+    # ----- the globally consistent chain ---------------------------------------------------
+    def chain(self) -> dict[str, Located]:
+        names = self.vertebrae
+        s = self.settings
+        candidates = [
+            _peaks(self.space, self.space.score_map(n), s.candidates, s.peak_separation_mm)
+            for n in names
+        ]
+        typical = float(np.median([c[0][2] for c in candidates if c]))
+        missing_unary = s.similarity_weight * s.missing_fraction * typical
+        solver = ChainSolver(self, names, candidates, missing_unary)
+        best = solver.best()
+        located: dict[str, Located] = {}
+        for i, name in enumerate(names):
+            choice = best.assignment[i]
+            if choice is None:
+                located[name] = Located(
+                    None,
+                    status=NEEDS_REVIEW,
+                    reason="not found: outside the field of view or no match fits the chain",
+                )
+                continue
+            x_mm, y_mm, score = candidates[i][choice]
+            margin = best.score - solver.best_without(i, choice).score
+            confidence = 1.0 / (1.0 + math.exp(-margin / s.confidence_scale))
+            status, reason = OK, ""
+            if confidence < s.min_confidence:
+                status, reason = (
+                    NEEDS_REVIEW,
+                    f"uncertain: another chain places {name} elsewhere almost as well",
+                )
+            located[name] = Located(
+                (x_mm, y_mm), score, status, reason, iterations=1, confidence=confidence
+            )
+        return located
+
+    # ----- discs -------------------------------------------------------------------------
+    def discs(self, located: dict[str, Located]) -> dict[str, Located]:
+        """Each disc between its two vertebrae, where the template puts it relative to them."""
+        found = {}
+        for disc, (upper, lower) in self.reference.discs.items():
+            anchors = [
+                n for n in (lower, upper) if n in located and located[n].position is not None
+            ]
+            if not anchors:
+                found[disc] = Located(
+                    None, status=NEEDS_REVIEW, reason=f"neither {upper} nor {lower} was located"
+                )
+                continue
+            expected, span = self._disc_expectation(disc, lower, upper, located, anchors)
+            if expected is None:
+                found[disc] = Located(
+                    None,
+                    status=NEEDS_REVIEW,
+                    reason="the template does not place this disc relative to its vertebrae",
+                )
+                continue
+            radius = self.settings.disc_radius_fraction * span
+            mask = (self.xs - expected[0]) ** 2 + (self.ys - expected[1]) ** 2 <= radius**2
+            x, y, score = _argmax(self.space.score_map(disc), mask)
+            if not math.isfinite(score):
+                found[disc] = Located(
+                    None, status=NEEDS_REVIEW, reason="expected position outside the image"
+                )
+                continue
+            status, reason = OK, ""
+            doubtful = [n for n in (lower, upper) if n not in anchors or located[n].status != OK]
+            if doubtful:
+                status, reason = (
+                    NEEDS_REVIEW,
+                    f"adjacent vertebra {', '.join(doubtful)} needs review",
+                )
+            found[disc] = self._located(disc, x, y, score, status=status, reason=reason)
+        return found
+
+    def _disc_expectation(self, disc, lower, upper, located, anchors):
+        """Expected disc position and the vertebra step length it scales with (mm)."""
+        positions = self.reference.positions_mm
+        disc_t = positions.get(disc)
+        if disc_t is None:
+            return None, 0.0
+        if len(anchors) == 2 and lower in positions and upper in positions:
+            # Same place relative to the two vertebrae as on the template (a similarity map).
+            (lx, ly), (ux, uy) = positions[lower], positions[upper]
+            ax, ay = located[lower].position
+            bx, by = located[upper].position
+            t_vec, a_vec = complex(ux - lx, uy - ly), complex(bx - ax, by - ay)
+            rel = complex(disc_t[0] - lx, disc_t[1] - ly) / t_vec
+            point = complex(ax, ay) + rel * a_vec
+            return (point.real, point.imag), abs(a_vec)
+        anchor = anchors[0]
+        if anchor not in positions:
+            return None, 0.0
+        ax, ay = located[anchor].position
+        tx, ty = positions[anchor]
+        span = 2 * math.dist(disc_t, positions[anchor])
+        return (ax + disc_t[0] - tx, ay + disc_t[1] - ty), span
+
+    # ----- entry ---------------------------------------------------------------------------
+    def run(self) -> dict[str, Located]:
+        strategy = self.settings.strategy
+        if strategy == "plain":
+            return self.plain()
+        if strategy == "chain":
+            vertebrae = self.chain()
+        else:
+            region = {
+                "ordered": self._ordered_region,
+                "restricted": self._restricted_region,
+                "adaptive": self._adaptive_region,
+            }[strategy]
+            vertebrae = self.sequential(region)
+        return {**vertebrae, **self.discs(vertebrae)}
+
+
+@dataclass
+class ChainChoice:
+    """An assignment of candidates (index, or None for missing) to the chain's vertebrae."""
+
+    score: float
+    assignment: list[int | None]
+
+
+class ChainSolver:
+    """Best chain by dynamic programming over (previous candidate, current candidate) states,
+    so that the turn between consecutive steps is scored exactly. Vertebrae may be missing
+    only at the ends of the chain (outside the field of view)."""
+
+    def __init__(self, localizer: Localizer, names, candidates, missing_unary: float):
+        s = localizer.settings
+        self.names = names
+        self.candidates = candidates
+        self.template_vector = localizer._template_step_vector
+        self.inside = localizer.inside_view
+        self.missing_unary = missing_unary
+        self.turn_limit = localizer.domain.max_turn_deg
+        self.turn_sigma = s.turn_sigma_deg
+        self.unary = [
+            np.array([s.similarity_weight * c[2] for c in cands], dtype=np.float64)
+            for cands in candidates
+        ]
+        self.points = [
+            np.array([(c[0], c[1]) for c in cands], dtype=np.float64).reshape(-1, 2)
+            for cands in candidates
+        ]
+        # Pairwise log-priors (caudal i -> cranial i+1): -inf outside the domain's range.
+        self.pairwise: list[np.ndarray] = []
+        self.angles: list[np.ndarray] = []
+        for i in range(len(names) - 1):
+            a, b = self.points[i], self.points[i + 1]
+            dx = b[None, :, 0] - a[:, None, 0]
+            dy = b[None, :, 1] - a[:, None, 1]
+            distance = np.hypot(dx, dy)
+            angle = np.degrees(np.arctan2(dx, -dy))
+            pair = localizer.domain.pair(names[i], names[i + 1])
+            t_distance, t_angle = localizer.reference.step(names[i], names[i + 1])
+            with np.errstate(divide="ignore"):
+                prior = (
+                    -0.5 * (np.log(np.maximum(distance, 1e-6) / t_distance) / s.distance_sigma) ** 2
+                )
+            prior -= 0.5 * (((angle - t_angle + 180) % 360 - 180) / s.angle_sigma_deg) ** 2
+            inside = (
+                (distance >= pair.min_mm)
+                & (distance <= pair.max_mm)
+                & (angle >= pair.min_deg)
+                & (angle <= pair.max_deg)
+            )
+            self.pairwise.append(np.where(inside, prior, -np.inf))
+            self.angles.append(angle)
+
+    def _solve(self, start: int, end: int, banned: tuple[int, int] | None) -> ChainChoice:
+        """Best chain over vertebrae start..end (inclusive), all present."""
+        unary = [u.copy() for u in self.unary]
+        if banned is not None:
+            unary[banned[0]][banned[1]] = -np.inf
+        if start == end:
+            j = int(np.argmax(unary[start])) if len(unary[start]) else None
+            score = float(unary[start][j]) if j is not None else -np.inf
+            return ChainChoice(score, [j])
+        # state[k, j]: best score with vertebra i at candidate j and i-1 at candidate k.
+        state = unary[start][:, None] + self.pairwise[start] + unary[start + 1][None, :]
+        back: list[np.ndarray] = []
+        for i in range(start + 1, end):
+            turn = self.angles[i][None, :, :] - self.angles[i - 1][:, :, None]  # (k, j, l)
+            turn = (turn + 180) % 360 - 180
+            turn_prior = np.where(
+                np.abs(turn) <= self.turn_limit, -0.5 * (turn / self.turn_sigma) ** 2, -np.inf
+            )
+            total = state[:, :, None] + turn_prior + self.pairwise[i][None, :, :]
+            back.append(np.argmax(total, axis=0))  # best k for each (j, l)
+            state = np.max(total, axis=0) + unary[i + 1][None, :]
+        if state.size == 0:
+            return ChainChoice(-np.inf, [None] * (end - start + 1))
+        k, j = np.unravel_index(int(np.argmax(state)), state.shape)
+        score = float(state[k, j])
+        path = [int(j), int(k)]
+        for pointers in reversed(back):
+            path.append(int(pointers[path[-1], path[-2]]))
+        path.reverse()
+        return ChainChoice(score, path)
+
+    def _ends_may_be_missing(self, assignment: list[int | None]) -> bool:
+        """Vertebrae left out at an end must be out of view: one template step beyond the
+        chain's end (where the next one would be) lies within ``border_mm`` of the image edge
+        or outside it. Otherwise a poorly matching vertebra in plain view would be dropped."""
+        present = [i for i, a in enumerate(assignment) if a is not None]
+        if not present:
+            return True
+        first, last = present[0], present[-1]
+        for end, beyond in ((first, first - 1), (last, last + 1)):
+            if not 0 <= beyond < len(self.names):
+                continue
+            x, y = self.points[end][assignment[end]]
+            tx, ty = self.template_vector(self.names[end], self.names[beyond])
+            if self.inside(x + tx, y + ty):
+                return False
+        return True
+
+    def _best(self, banned: tuple[int, int] | None = None) -> ChainChoice:
+        n = len(self.names)
+        options = []
+        for start in range(n):
+            for end in range(start, n):
+                part = self._solve(start, end, banned)
+                if not math.isfinite(part.score):
+                    continue
+                score = part.score + self.missing_unary * (n - (end - start + 1))
+                options.append(
+                    ChainChoice(score, [None] * start + part.assignment + [None] * (n - end - 1))
+                )
+        for option in sorted(options, key=lambda o: -o.score):
+            if self._ends_may_be_missing(option.assignment):
+                return option
+        return ChainChoice(-math.inf, [None] * n)
+
+    def best(self) -> ChainChoice:
+        return self._best()
+
+    def best_without(self, index: int, choice: int) -> ChainChoice:
+        """The best chain that does not put vertebra ``index`` at candidate ``choice``."""
+        return self._best((index, choice))
+
+
+def localize(
+    fmap: FeatureMap,
+    reference: TemplateReference,
+    domain: DomainKnowledge,
+    settings: SearchSettings | None = None,
+) -> list[LandmarkResult]:
+    """Locate every template landmark in the image whose features are ``fmap``.
+
+    Returns one result per template landmark, in the template's order, positions in original
+    image pixels (NaN when not found) with distance and angle to the previous landmark of the
+    same kind in caudal-to-cranial order.
+    """
+    settings = settings or SearchSettings()
+    localizer = Localizer(fmap, reference, domain, settings)
+    located = localizer.run()
+    return _results(localizer, located)
+
+
+def _results(localizer: Localizer, located: dict[str, Located]) -> list[LandmarkResult]:
+    space, reference, domain = localizer.space, localizer.reference, localizer.domain
+    order = {name: domain.rank(name) for name in reference.vertebrae}
+    for disc, (_upper, lower) in reference.discs.items():
+        order[disc] = domain.rank(lower) + 0.5
+    results = []
+    for ref in reference.landmarks:
+        item = located[ref.name]
+        x = y = math.nan
+        if item.position is not None:
+            sx, sy = space.from_mm(*item.position)
+            x, y = space.to_original(sx, sy)
+        distance = angle = math.nan
+        same_kind = sorted(
+            (
+                n
+                for n in order
+                if reference.by_name()[n].kind == ref.kind and order[n] < order[ref.name]
+            ),
+            key=order.get,
+        )
+        if same_kind and item.position is not None:
+            previous = located.get(same_kind[-1])
+            if previous is not None and previous.position is not None:
+                distance, angle = _step(previous.position, item.position)
+        confidence = item.confidence
+        if math.isnan(confidence):
+            confidence = 1.0 if item.status == OK else 0.0
+        results.append(
+            LandmarkResult(
+                name=ref.name,
+                kind=ref.kind,
+                x=x,
+                y=y,
+                score=item.score,
+                status=item.status,
+                reason=item.reason,
+                iterations=item.iterations,
+                confidence=confidence,
+                distance_to_previous_mm=distance,
+                angle_to_previous_deg=angle,
+            )
+        )
+    return results
