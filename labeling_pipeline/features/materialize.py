@@ -1,0 +1,67 @@
+"""Bring a partition of ``features.zarr`` up to date, computing only what changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from labeling_pipeline.features.compute import (
+    compute_feature_maps,
+    feature_fingerprint,
+    feature_settings,
+)
+from labeling_pipeline.features.extractors import FeatureExtractor
+from labeling_pipeline.features.preprocess import PreparationSettings
+from labeling_pipeline.features.store import FeatureStore
+from labeling_pipeline.imaging.image import LabelImage
+
+
+@dataclass
+class MaterializeReport:
+    """What :func:`materialize_features` did, by image key (SOPInstanceUID)."""
+
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def materialize_features(
+    store: FeatureStore,
+    partition_key: str,
+    images: list[LabelImage],
+    extractor: FeatureExtractor,
+    preparation: PreparationSettings,
+    batch_size: int = 8,
+    remove_stale: bool = True,
+) -> MaterializeReport:
+    """Make the partition hold the features of exactly ``images`` (keyed by SOPInstanceUID).
+
+    An image whose stored fingerprint (pixels + settings) matches is not computed again;
+    others are computed and written atomically, replacing old features. With ``remove_stale``
+    the partition's other images are removed, so re-materialising replaces the partition.
+    """
+    keys = [image.sop_instance_uid for image in images]
+    if len(set(keys)) != len(keys):
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"duplicate SOPInstanceUIDs in partition {partition_key!r}: {duplicates}")
+    settings = feature_settings(extractor, preparation)
+    report = MaterializeReport()
+    todo: list[tuple[LabelImage, str]] = []
+    for image in images:
+        fingerprint = feature_fingerprint(image, settings)
+        if store.fingerprint(partition_key, image.sop_instance_uid) == fingerprint:
+            report.reused.append(image.sop_instance_uid)
+        else:
+            todo.append((image, fingerprint))
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        maps = compute_feature_maps([i for i, _ in chunk], extractor, preparation, batch_size)
+        for (image, fingerprint), fmap in zip(chunk, maps, strict=True):
+            store.write(partition_key, image.sop_instance_uid, fmap, fingerprint)
+            report.computed.append(image.sop_instance_uid)
+    if remove_stale:
+        wanted = set(keys)
+        for key in store.image_keys(partition_key):
+            if key not in wanted:
+                store.delete_image(partition_key, key)
+                report.removed.append(key)
+    return report
