@@ -1,0 +1,29 @@
+"""The two jobs that run the pipeline: refresh what every study needs, then label one study.
+
+``catalog_and_template_job`` (unpartitioned) scans the data directory and builds the template's
+reference features; ``label_study_job`` runs features, localization and the label dataset with
+its checks for one ``studies`` partition. ``labeling-pipeline run``, the sensor, the schedule
+and partition backfills in the UI all run these.
+"""
+
+import dagster as dg
+
+from labeling_pipeline.defs.ingestion.partitions import studies_partitions
+
+CATALOG_AND_TEMPLATE_ASSETS = ("dicom_catalog", "template_reference")
+LABEL_STUDY_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset")
+
+catalog_and_template_job = dg.define_asset_job(
+    name="catalog_and_template_job",
+    selection=dg.AssetSelection.assets(*CATALOG_AND_TEMPLATE_ASSETS),
+    description="Scan incoming/ and archive/ (registering study partitions) and build the "
+    "template's reference features.",
+)
+
+label_study_job = dg.define_asset_job(
+    name="label_study_job",
+    selection=dg.AssetSelection.assets(*LABEL_STUDY_ASSETS),
+    partitions_def=studies_partitions,
+    description="Label one study: pixel features, vertebra localization, label dataset, "
+    "overlays and the label checks.",
+)

@@ -1,0 +1,69 @@
+"""Labels: the study's rows of the label dataset (Parquet) and its review overlays (PNG)."""
+
+import time
+
+import dagster as dg
+import pandas as pd
+
+from labeling_pipeline.defs.ingestion.partitions import studies_partitions
+from labeling_pipeline.defs.localization.assets import StudyLocalization
+from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.defs.template.assets import TemplateBundle
+from labeling_pipeline.imaging.dicom import image_key
+from labeling_pipeline.labels.dataset import label_rows, write_labels_partition
+from labeling_pipeline.labels.overlay import render_overlay
+from labeling_pipeline.labels.qa import status_summary
+from labeling_pipeline.labels.schema import empty_labels
+from labeling_pipeline.localization.result import NEEDS_REVIEW, OK
+
+
+@dg.asset(
+    partitions_def=studies_partitions,
+    group_name="labels",
+    kinds={"parquet", "png"},
+    description=(
+        "The study's rows of the label dataset: one per (labelled image, template landmark), "
+        "x = column and y = row in pixels of the labelled image, status ok or needs_review; "
+        "written to labels/<partition>.parquet, with overlays/<sop_instance_uid>.png for review."
+    ),
+)
+def label_dataset(
+    context: dg.AssetExecutionContext,
+    vertebra_localization: StudyLocalization,
+    template_reference: TemplateBundle,
+    pipeline: PipelineConfig,
+) -> dg.Output:
+    paths = pipeline.paths()
+    key = context.partition_key
+    localization = vertebra_localization
+    extra = {"feature_model": localization.feature_model, "strategy": localization.strategy}
+    started = time.perf_counter()
+    frames, overlays = [], []
+    for image, results in zip(localization.images, localization.results, strict=True):
+        frames.append(label_rows(image, key, results, extra, template=template_reference.landmarks))
+        overlay = paths.overlays_dir / f"{image_key(image.sop_instance_uid)}.png"
+        overlays.append(render_overlay(image, results, overlay))
+    labels = pd.concat(frames, ignore_index=True) if frames else empty_labels()
+    written = write_labels_partition(paths.labels_dir, key, labels)
+    seconds = time.perf_counter() - started
+
+    statuses = labels["status"].value_counts()
+    summary = status_summary(labels)
+    return dg.Output(
+        labels,
+        metadata={
+            "rows": len(labels),
+            "images": int(labels["sop_instance_uid"].nunique()),
+            "landmarks_ok": int(statuses.get(OK, 0)),
+            "landmarks_needs_review": int(statuses.get(NEEDS_REVIEW, 0)),
+            "labels_path": dg.MetadataValue.path(str(written)),
+            "overlays_dir": dg.MetadataValue.path(str(paths.overlays_dir)),
+            "overlays": len(overlays),
+            "status_by_landmark": dg.MetadataValue.md(
+                summary.to_markdown(index=False) if not summary.empty else "no rows"
+            ),
+            "study_digest": localization.study_digest,
+            "write_seconds": round(seconds, 3),
+            "dagster/row_count": len(labels),
+        },
+    )

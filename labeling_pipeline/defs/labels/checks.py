@@ -1,0 +1,125 @@
+"""Quality checks of each study's labels, run after ``label_dataset`` in the same run.
+
+- ``landmark_spacing_within_domain``: the step between adjacent vertebrae that are both ``ok``
+  (distance in mm, angle against the image's upward direction in degrees) lies within the
+  domain knowledge's range for that pair.
+- ``one_row_per_landmark``: every labelled image has exactly one row per template landmark,
+  with a known status, and every ``ok`` row has a position.
+"""
+
+import math
+from collections.abc import Sequence
+
+import dagster as dg
+import pandas as pd
+
+from labeling_pipeline.defs.ingestion.partitions import studies_partitions
+from labeling_pipeline.defs.labels.assets import label_dataset
+from labeling_pipeline.defs.localization.assets import StudyLocalization
+from labeling_pipeline.defs.template.assets import TemplateBundle
+from labeling_pipeline.labels.qa import adjacent_vertebra_steps, check_steps
+from labeling_pipeline.labels.schema import STATUSES
+from labeling_pipeline.localization.result import OK
+
+PROBLEM_COLUMNS = ["sop_instance_uid", "landmark", "problem"]
+VIOLATION_COLUMNS = ["sop_instance_uid", "pair", "distance_mm", "angle_deg", "problem"]
+MAX_TABLE_ROWS = 50  # longer tables are cut in the check's metadata (the counts stay exact)
+
+
+def completeness_problems(
+    labels: pd.DataFrame, sop_instance_uids: Sequence[str], landmarks: Sequence[str]
+) -> pd.DataFrame:
+    """What keeps ``labels`` from being one row per (image, landmark): missing, repeated or
+    unexpected rows, unknown statuses, ``ok`` rows without a position. Empty when complete."""
+    problems: list[tuple[str, str, str]] = []
+    expected_images, expected_names = set(sop_instance_uids), list(landmarks)
+    for sop in sorted(set(labels["sop_instance_uid"]) - expected_images):
+        problems.append((sop, "", "rows for an image that was not localized"))
+    for sop in sorted(expected_images):
+        rows = labels[labels["sop_instance_uid"] == sop]
+        counts = rows["landmark"].value_counts()
+        for name in expected_names:
+            found = int(counts.get(name, 0))
+            if found != 1:
+                problems.append((sop, name, "missing" if found == 0 else f"{found} rows"))
+        for name in sorted(set(rows["landmark"]) - set(expected_names)):
+            problems.append((sop, name, "landmark not in the template"))
+        for row in rows.itertuples(index=False):
+            if row.status not in STATUSES:
+                problems.append((sop, row.landmark, f"status {row.status!r}"))
+            elif row.status == OK and not (math.isfinite(row.x) and math.isfinite(row.y)):
+                problems.append((sop, row.landmark, "ok without a position"))
+    return pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
+
+
+def _table(frame: pd.DataFrame) -> dg.MetadataValue:
+    shown = frame.head(MAX_TABLE_ROWS).round(2)
+    text = shown.to_markdown(index=False) if not shown.empty else "none"
+    if len(frame) > MAX_TABLE_ROWS:
+        text += f"\n\n({len(frame) - MAX_TABLE_ROWS} more rows not shown)"
+    return dg.MetadataValue.md(text)
+
+
+@dg.asset_check(
+    asset=label_dataset,
+    partitions_def=studies_partitions,
+    additional_ins={"template_reference": dg.AssetIn("template_reference")},
+    description="Distances (mm) and angles (deg) between adjacent ok vertebrae lie within the "
+    "domain knowledge's ranges.",
+)
+def landmark_spacing_within_domain(
+    label_dataset: pd.DataFrame, template_reference: TemplateBundle
+) -> dg.AssetCheckResult:
+    domain = template_reference.domain
+    steps = adjacent_vertebra_steps(label_dataset, order=domain.order)
+    result = check_steps(steps, domain.to_ranges())
+    description = (
+        f"{result.n_checked} steps checked, {len(result.violations)} outside the "
+        f"{domain.region} ranges"
+    )
+    return dg.AssetCheckResult(
+        passed=result.passed,
+        description=description,
+        metadata={
+            "steps_checked": result.n_checked,
+            "steps_without_range": result.n_unchecked,
+            "violations": len(result.violations),
+            "checked_pairs": ", ".join(result.checked_pairs) or "none",
+            "violation_table": _table(
+                result.violations[
+                    ["sop_instance_uid", "pair", "distance_mm", "angle_deg", "problem"]
+                ]
+            ),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=label_dataset,
+    partitions_def=studies_partitions,
+    additional_ins={
+        "template_reference": dg.AssetIn("template_reference"),
+        "vertebra_localization": dg.AssetIn("vertebra_localization"),
+    },
+    description="Exactly one row per template landmark for every labelled image of the study.",
+)
+def one_row_per_landmark(
+    label_dataset: pd.DataFrame,
+    template_reference: TemplateBundle,
+    vertebra_localization: StudyLocalization,
+) -> dg.AssetCheckResult:
+    images = [image.sop_instance_uid for image in vertebra_localization.images]
+    names = template_reference.landmarks.names()
+    problems = completeness_problems(label_dataset, images, names)
+    expected = len(images) * len(names)
+    return dg.AssetCheckResult(
+        passed=problems.empty,
+        description=f"{len(label_dataset)} rows for {len(images)} images x {len(names)} "
+        f"landmarks ({expected} expected); {len(problems)} problems",
+        metadata={
+            "rows": len(label_dataset),
+            "expected_rows": expected,
+            "problems": len(problems),
+            "problem_table": _table(problems),
+        },
+    )

@@ -1,0 +1,89 @@
+"""Template: the one labelled image, turned into reference features for every landmark."""
+
+import time
+from dataclasses import dataclass
+
+import dagster as dg
+import pandas as pd
+
+from labeling_pipeline.anatomy import DomainError, DomainKnowledge, load_domain
+from labeling_pipeline.defs.resources import FeatureModelConfig, PipelineConfig
+from labeling_pipeline.features.compute import compute_feature_maps
+from labeling_pipeline.imaging.dicom import DicomValidationError, read_label_image
+from labeling_pipeline.localization.reference import TemplateReference, build_template_reference
+from labeling_pipeline.localization.template import (
+    TemplateError,
+    TemplateLandmarks,
+    load_template_landmarks,
+)
+
+
+@dataclass
+class TemplateBundle:
+    """What the later stages need from the template, built together so that they agree:
+    the reference features, the landmarks a person placed (names and kinds give the rows of
+    the label dataset) and the region's domain knowledge (search rules and QA ranges)."""
+
+    reference: TemplateReference
+    landmarks: TemplateLandmarks
+    domain: DomainKnowledge
+
+
+def landmark_table(landmarks: TemplateLandmarks) -> pd.DataFrame:
+    """The template's landmarks (name, kind, x = column, y = row in template pixels)."""
+    return pd.DataFrame(
+        [(lm.name, lm.kind, round(lm.x, 1), round(lm.y, 1)) for lm in landmarks.landmarks],
+        columns=["landmark", "kind", "x", "y"],
+    )
+
+
+@dg.asset(
+    group_name="template",
+    kinds={"dicom", "pytorch"},
+    description=(
+        "Reference features of each landmark of the template (template/template.dcm with "
+        "template/landmarks.json), with the region's domain knowledge (domain/<region>.yaml, "
+        "else the packaged default)."
+    ),
+)
+def template_reference(
+    context: dg.AssetExecutionContext,
+    pipeline: PipelineConfig,
+    feature_model: FeatureModelConfig,
+) -> dg.Output:
+    paths = pipeline.paths()
+    try:
+        landmarks = load_template_landmarks(paths.template_landmarks)
+        image = read_label_image(paths.template_image)
+        domain = load_domain(landmarks.region, paths.domain_dir)
+    except (TemplateError, DomainError, DicomValidationError) as error:
+        raise dg.Failure(f"the template cannot be used: {error}") from error
+
+    started = time.perf_counter()
+    extractor = feature_model.extractor()
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    [feature_map] = compute_feature_maps([image], extractor, feature_model.preparation())
+    reference = build_template_reference(feature_map, landmarks, domain)
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"template reference: {len(landmarks.landmarks)} landmarks ({landmarks.region}), "
+        f"grid {feature_map.grid_shape} at {feature_map.mm_per_cell:g} mm per cell"
+    )
+    return dg.Output(
+        TemplateBundle(reference=reference, landmarks=landmarks, domain=domain),
+        metadata={
+            "region": landmarks.region,
+            "landmarks": len(landmarks.landmarks),
+            "landmark_table": dg.MetadataValue.md(
+                landmark_table(landmarks).to_markdown(index=False)
+            ),
+            "feature_model": str(feature_map.settings.get("model", "")),
+            "feature_grid": f"{feature_map.grid_shape[0]} x {feature_map.grid_shape[1]}",
+            "mm_per_cell": float(feature_map.mm_per_cell),
+            "template_image": dg.MetadataValue.path(str(paths.template_image)),
+            "template_landmarks": dg.MetadataValue.path(str(paths.template_landmarks)),
+            "model_load_seconds": round(load_seconds, 3),
+            "compute_seconds": round(seconds, 3),
+        },
+    )
