@@ -432,57 +432,56 @@ def _is_checkpoint_path(weights: str) -> bool:
     )
 
 
-def resolve_open_clip_pretrained(model_name: str, tag: str) -> Path:
-    """Local file of an open_clip pretrained tag, from the Hugging Face cache (or open_clip's
-    URL cache); nothing is downloaded. Raises :class:`FeatureWeightsError` when absent."""
+def resolve_open_clip_pretrained(
+    model_name: str, tag: str, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """Local file of an open_clip pretrained tag in the Hugging Face cache (``cache_dir``,
+    default: the hub's own, i.e. HF_HUB_CACHE / HF_HOME). Nothing is downloaded; raises
+    :class:`FeatureWeightsError` when the file is not there."""
     import open_clip
+    from huggingface_hub import constants as hf_constants
+    from huggingface_hub import try_to_load_from_cache
 
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if tag not in tags:
         raise FeatureWeightsError(
-            f"open_clip:{model_name}: unknown pretrained tag {tag!r}; known tags: {tags or 'none'}"
-            "; or pass a local checkpoint path as the weights (LABELING_FEATURE_WEIGHTS)"
+            f"open_clip:{model_name}: unknown pretrained tag {tag!r} (known: {tags or 'none'}); "
+            "pass a known tag or a local checkpoint path as the weights (LABELING_FEATURE_WEIGHTS)"
         )
     cfg = open_clip.get_pretrained_cfg(model_name, tag)
-    looked: list[str] = []
-    if cfg.get("file"):
-        looked.append(str(cfg["file"]))
-        if os.path.isfile(cfg["file"]):
-            return Path(cfg["file"])
+    if cfg.get("file") and os.path.isfile(cfg["file"]):
+        return Path(cfg["file"])
     hub = cfg.get("hf_hub", "")
-    if hub:
-        from huggingface_hub import try_to_load_from_cache
-
-        # open_clip's convention: "org/repo/filename", or "org/repo/" for its default file.
-        if hub.endswith("/"):
-            repo_id, filename = hub.rstrip("/"), ""
-        else:
-            repo_id, filename = os.path.split(hub)
-        names = [filename] if filename else []
+    if not hub:
+        raise FeatureWeightsError(
+            f"open_clip:{model_name}: pretrained tag {tag!r} is not published on the Hugging Face "
+            "hub, so it cannot come from the local cache; download its checkpoint elsewhere and "
+            "pass its path as the weights (LABELING_FEATURE_WEIGHTS)"
+        )
+    # open_clip's convention: "org/repo/filename", or "org/repo/" for its default file names.
+    if hub.endswith("/"):
+        repo_id, names = (
+            hub.rstrip("/"),
+            ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
+        )
+    else:
+        repo_id, filename = os.path.split(hub)
+        names = [filename]
         if filename.endswith((".bin", ".pth")):
             names.insert(0, filename[:-4] + ".safetensors")
-        if not filename:
-            names = ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        for name in names:
-            looked.append(f"hf://{repo_id}/{name}")
-            found = try_to_load_from_cache(repo_id=repo_id, filename=name)
-            if isinstance(found, str) and os.path.isfile(found):
-                return Path(found)
-        fill = f"huggingface-cli download {repo_id} {names[-1]}"
-    else:
-        fill = ""
-    url = cfg.get("url", "")
-    if url:
-        cached = os.path.join(os.path.expanduser("~/.cache/clip"), os.path.basename(url))
-        looked.append(cached)
-        if os.path.isfile(cached):
-            return Path(cached)
-        fill = fill or f"download {url} to {cached}"
+    for name in names:
+        found = try_to_load_from_cache(
+            repo_id=repo_id, filename=name, cache_dir=str(cache_dir) if cache_dir else None
+        )
+        if isinstance(found, str) and os.path.isfile(found):
+            return Path(found)
+    where = str(cache_dir) if cache_dir else hf_constants.HF_HUB_CACHE
     raise FeatureWeightsError(
-        f"open_clip:{model_name}: weights for pretrained tag {tag!r} are not in the local cache "
-        f"(looked in: {', '.join(looked) or 'nothing to look for'}); this machine does not "
-        f"download them. Pre-fill the Hugging Face cache ({fill}) or pass a local checkpoint "
-        "path as the weights (LABELING_FEATURE_WEIGHTS)"
+        f"open_clip:{model_name}: weights of pretrained tag {tag!r} ({repo_id}: "
+        f"{' or '.join(names)}) are not in the Hugging Face cache at {where}, and this machine "
+        f"does not download them. Pre-fill the cache (e.g. `hf download {repo_id} {names[-1]}` "
+        "where the hub is reachable, then copy the cache) or pass a local checkpoint path as "
+        "the weights (LABELING_FEATURE_WEIGHTS)"
     )
 
 
