@@ -89,12 +89,12 @@ def test_extract_shapes_norms_and_settings(lite0):
         rng.uniform(0, 1, (96, 80)).astype(np.float32),
     ]
     features = lite0.extract(images)
-    assert [f.shape for f in features] == [(176, 24, 20), (176, 13, 16), (176, 24, 20)]
+    assert [f.shape for f in features] == [(472, 24, 20), (472, 13, 16), (472, 24, 20)]
     for f in features:
         assert f.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(f, axis=0), 1.0, atol=1e-4)
         # each of the three layer groups has norm 1/sqrt(3)
-        for part in np.split(f, [24, 64], axis=0):
+        for part in np.split(f, [40, 152], axis=0):
             np.testing.assert_allclose(np.linalg.norm(part, axis=0), 1 / math.sqrt(3), atol=1e-4)
     # batching never changes an image's features
     alone = lite0.extract([images[2]])[0]
@@ -103,7 +103,7 @@ def test_extract_shapes_norms_and_settings(lite0):
     assert settings["model"] == "efficientnet-lite0"
     assert settings["random_init"] is False
     assert len(settings["weights_sha256"]) == 64
-    assert settings["layers"] == [1, 2, 3] and settings["layer_strides"] == [4, 8, 16]
+    assert settings["layers"] == [2, 3, 4] and settings["layer_strides"] == [8, 16, 32]
     assert settings["stride"] == lite0.stride == 4
 
 
