@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     dataset.add_argument(
         "--slices", type=int, default=5, help="slices of series / frames of multi-frame cases (odd)"
     )
+    dataset.add_argument(
+        "--size", type=int, default=None, help="resample every case to SIZE x SIZE pixels"
+    )
     return parser
 
 
@@ -65,11 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.slices < 1 or args.slices % 2 == 0:
         print("--slices must be odd and >= 1", file=sys.stderr)
         return 2
+    if args.size is not None and not 32 <= args.size <= 2048:
+        print("--size must be within [32, 2048]", file=sys.stderr)
+        return 2
     if not 0.0 <= args.hard_fraction <= 1.0:
         print("--hard-fraction must be within [0, 1]", file=sys.stderr)
         return 2
     truth = build_dataset(
-        args.out, args.count, args.seed, args.layouts, args.hard_fraction, args.slices
+        args.out, args.count, args.seed, args.layouts, args.hard_fraction, args.slices, args.size
     )
     print(f"dataset written to {args.out}: {len(truth)} labelled images + template")
     return 0

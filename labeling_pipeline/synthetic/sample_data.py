@@ -168,6 +168,13 @@ def _small_params(rng: np.random.Generator, rows: int, **overrides: Any) -> Phan
     return replace(params, rows=rows, cols=rows, pixel_spacing_mm=(spacing, spacing))
 
 
+def _resized(params: PhantomParams, size: int) -> PhantomParams:
+    """``params`` on a ``size`` x ``size`` grid covering the same field of view (mm)."""
+    fov = max(params.rows * params.pixel_spacing_mm[0], params.cols * params.pixel_spacing_mm[1])
+    spacing = round(fov / size, 4)
+    return replace(params, rows=size, cols=size, pixel_spacing_mm=(spacing, spacing))
+
+
 def sample_specs() -> list[CaseSpec]:
     """The studies of the bundled sample data (incoming and archive)."""
     rng = np.random.default_rng(20260901)
@@ -260,12 +267,14 @@ def build_dataset(
     layouts: tuple[str, ...] = ("single",),
     hard_fraction: float = 0.25,
     slices: int = 5,
+    size: int | None = None,
 ) -> dict[str, Any]:
     """Write a generated test set: ``template/``, ``incoming/case_NNNN/...``, ``truth.json``.
 
     Case ``i`` uses ``layouts[i % len(layouts)]`` (series and multi-frame cases have ``slices``
-    slices, 4 mm apart) and depends only on ``(seed, i)`` and the options. Returns the truth
-    document.
+    slices, 4 mm apart) and depends only on ``(seed, i)`` and the options. ``size`` resamples
+    every case to ``size`` x ``size`` pixels over the same field of view (smaller, faster test
+    sets; spacing may then leave 0.6-1.2 mm). Returns the truth document.
     """
     if count < 0:
         raise ValueError(f"count must be >= 0: {count}")
@@ -283,6 +292,8 @@ def build_dataset(
         rng = np.random.default_rng([seed, i, 7])
         layout = layouts[i % len(layouts)]
         params = random_params(rng, **_dataset_overrides(rng, hard_fraction))
+        if size is not None:
+            params = _resized(params, size)
         folder = f"incoming/case_{i:04d}"
         relpath = {
             "single": f"{folder}/IM0001.dcm",

@@ -30,7 +30,7 @@ def _labelled_pixels(root: Path, entry: dict) -> np.ndarray:
 
 def test_dataset_layout_truth_and_template(tmp_path):
     truth = build_dataset(
-        tmp_path, count=3, seed=5, layouts=("single", "series", "multiframe"), slices=3
+        tmp_path, count=3, seed=5, layouts=("single", "series", "multiframe"), slices=3, size=128
     )
     assert json.loads((tmp_path / "truth.json").read_text()) == truth
     template = load_template_landmarks(tmp_path / "template" / "landmarks.json")
@@ -43,6 +43,7 @@ def test_dataset_layout_truth_and_template(tmp_path):
         assert ds.SOPInstanceUID == sop and ds.StudyInstanceUID == entry["study_uid"]
         assert float(ds.PixelSpacing[0]) == pytest.approx(entry["spacing"])
         rows, cols = _labelled_pixels(tmp_path, entry).shape
+        assert (rows, cols) == (128, 128)
         for landmark in entry["landmarks"].values():
             assert 0 <= landmark["x"] < cols and 0 <= landmark["y"] < rows
         layouts.add(entry["layout"])
@@ -51,7 +52,8 @@ def test_dataset_layout_truth_and_template(tmp_path):
 
 
 def test_cli_dataset_and_bad_arguments(tmp_path, capsys):
-    assert main(["dataset", "--out", str(tmp_path), "--count", "1", "--seed", "2"]) == 0
+    args = ["dataset", "--out", str(tmp_path), "--count", "1", "--seed", "2", "--size", "96"]
+    assert main(args) == 0
     assert len(json.loads((tmp_path / "truth.json").read_text())) == 1
     assert main(["dataset", "--out", str(tmp_path), "--count", "1", "--slices", "4"]) == 2
     with pytest.raises(SystemExit):
@@ -113,7 +115,7 @@ def test_sample_data_is_reproduced_by_the_generator(tmp_path, sample_truth):
     with a small tolerance; identifiers and truth exactly.
     """
     specs = sample_specs()
-    for spec in (specs[0], specs[2]):  # a single frame and the 5-slice series
+    for spec in (specs[0], specs[-1]):  # the first incoming and the last archived study
         sop, entry = write_case(spec, tmp_path)
         committed_landmarks = sample_truth[sop]["landmarks"]
         assert committed_landmarks.keys() == entry["landmarks"].keys()
