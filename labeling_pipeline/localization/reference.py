@@ -2,10 +2,10 @@
 
 A landmark's reference is a small constellation of feature vectors taken from the template:
 the landmark's own neighbourhood (a disc of ``context_mm`` radius, which for a vertebral body
-takes in the adjacent discs, [0058]) plus the neighbourhoods of its anatomical neighbours one
-step up and one step down the spine (labelled on the template, or extrapolated one step beyond
-the ends of the labelled chain). Matching the whole constellation tells look-alike vertebrae
-apart by what surrounds them: the sacrum below L5, ribs and thoracic bodies above L1 ([0068]).
+takes in the adjacent discs, [0058]). Beyond each end of the labelled chain the template also
+yields a context-only landmark, one template step further (S1 below a chain ending at L5):
+it is matched with the chain but never labelled, so that a chain shifted by one level
+(L1 on T12, L5 on L4) loses what lies beyond its ends, such as the sacrum ([0068]).
 
 Positions here are in template grid millimetres: feature-grid (x, y) times ``mm_per_cell``.
 """
@@ -27,12 +27,10 @@ from labeling_pipeline.localization.template import TemplateError, TemplateLandm
 @dataclass(frozen=True)
 class ReferenceSettings:
     """How references are built. Defaults come from lumbar anatomy, not from tuning:
-    ``context_mm`` = 24 covers a body (~27 mm tall) and half of each adjacent disc;
-    neighbours weigh half as much as the landmark itself."""
+    ``context_mm`` = 24 covers a body (~27 mm tall) and half of each adjacent disc."""
 
     context_mm: float = 24.0
     sample_mm: float = 4.0
-    neighbour_weight: float = 0.5
 
 
 @dataclass
@@ -46,6 +44,7 @@ class LandmarkReference:
     point_index: np.ndarray
     offsets_mm: np.ndarray
     weights: np.ndarray
+    context_only: bool = False  # matched as context beyond the chain's ends, never labelled
 
 
 @dataclass
@@ -57,6 +56,7 @@ class TemplateReference:
     point_vectors: np.ndarray  # (K, C) unit feature vectors of the shared lattice points
     positions_mm: dict[str, tuple[float, float]]
     vertebrae: list[str]  # the template's vertebrae, caudal to cranial
+    chain: list[str]  # the vertebrae plus the context-only ones beyond its ends
     discs: dict[str, tuple[str, str]]  # the template's discs -> (cranial, caudal) vertebra
     image_size_mm: tuple[float, float]  # template field of view (width, height)
     feature_settings: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +64,10 @@ class TemplateReference:
 
     def by_name(self) -> dict[str, LandmarkReference]:
         return {ref.name: ref for ref in self.landmarks}
+
+    def labelled(self) -> list[LandmarkReference]:
+        """The template's own landmarks, in its order (without context-only ones)."""
+        return [ref for ref in self.landmarks if not ref.context_only]
 
     def step(self, caudal: str, cranial: str) -> tuple[float, float]:
         """Template step from ``caudal`` to ``cranial``: (distance mm, angle deg)."""
@@ -77,21 +81,24 @@ def step_angle_deg(dx: float, dy: float) -> float:
 
 
 def _patch_points(
-    centre_mm: tuple[float, float], grid_size_mm: tuple[float, float], s: ReferenceSettings
+    centre_mm: tuple[float, float],
+    grid_size_mm: tuple[float, float],
+    s: ReferenceSettings,
+    step_mm: float,
 ) -> list[tuple[tuple[int, int], float]]:
-    """Lattice points (integer multiples of ``sample_mm``, shared by all landmarks so that their
+    """Lattice points (integer multiples of ``step_mm``, shared by all landmarks so that their
     similarity maps are computed once) within ``context_mm`` of ``centre_mm`` and inside the
     template, each with a Gaussian weight so that the landmark's own position counts most."""
     sigma = max(s.context_mm, 1.0) / 1.5
     width, height = grid_size_mm
-    x_lo = math.ceil((centre_mm[0] - s.context_mm) / s.sample_mm)
-    x_hi = math.floor((centre_mm[0] + s.context_mm) / s.sample_mm)
-    y_lo = math.ceil((centre_mm[1] - s.context_mm) / s.sample_mm)
-    y_hi = math.floor((centre_mm[1] + s.context_mm) / s.sample_mm)
+    x_lo = math.ceil((centre_mm[0] - s.context_mm) / step_mm)
+    x_hi = math.floor((centre_mm[0] + s.context_mm) / step_mm)
+    y_lo = math.ceil((centre_mm[1] - s.context_mm) / step_mm)
+    y_hi = math.floor((centre_mm[1] + s.context_mm) / step_mm)
     points = []
     for iy in range(y_lo, y_hi + 1):
         for ix in range(x_lo, x_hi + 1):
-            px, py = ix * s.sample_mm, iy * s.sample_mm
+            px, py = ix * step_mm, iy * step_mm
             dx, dy = px - centre_mm[0], py - centre_mm[1]
             inside = 0 <= px <= width and 0 <= py <= height
             if inside and dx * dx + dy * dy <= s.context_mm**2:
@@ -99,21 +106,23 @@ def _patch_points(
     return points
 
 
-def _beyond_chain_positions(
-    name: str, vertebrae: list[str], positions: dict[str, tuple[float, float]]
-) -> list[tuple[float, float]]:
-    """Where the unlabelled vertebra beyond ``name`` lies, extrapolated by one template step,
-    when ``name`` ends the labelled chain. Inner vertebrae need no such context: the chain
-    search matches their labelled neighbours itself; the ends are where a chain shifted by
-    one level (L1 on T12, L5 on L4) must be told apart by what lies beyond them."""
-    index = vertebrae.index(name)
-    here = np.array(positions[name])
-    found: list[tuple[float, float]] = []
-    for direction in (-1, 1):
-        inner = index - direction
-        if not 0 <= index + direction < len(vertebrae) and 0 <= inner < len(vertebrae):
-            found.append(tuple(2 * here - np.array(positions[vertebrae[inner]])))
-    return found
+def _beyond_chain(
+    vertebrae: list[str], positions: dict[str, tuple[float, float]], domain: DomainKnowledge
+) -> dict[str, tuple[float, float]]:
+    """The domain's vertebrae just beyond each end of the labelled chain, placed one template
+    step further than the end (needs two labelled vertebrae to know the step)."""
+    beyond: dict[str, tuple[float, float]] = {}
+    if len(vertebrae) < 2:
+        return beyond
+    for end, inner, direction in (
+        (vertebrae[0], vertebrae[1], -1),
+        (vertebrae[-1], vertebrae[-2], 1),
+    ):
+        index = domain.rank(end) + direction
+        if 0 <= index < len(domain.order):
+            (ex, ey), (ix, iy) = positions[end], positions[inner]
+            beyond[domain.order[index]] = (2 * ex - ix, 2 * ey - iy)
+    return beyond
 
 
 def build_template_reference(
@@ -152,43 +161,43 @@ def build_template_reference(
     discs = {lm.name: domain.discs[lm.name] for lm in template.landmarks if lm.kind == "disc"}
 
     size_mm = ((cols - 1) * mm, (rows - 1) * mm)
+    # The lattice step is a whole number of feature cells, so that all offsets from a landmark
+    # share one fractional part (the search relies on it).
+    step = mm * max(1, round(settings.sample_mm / mm))
     lattice: dict[tuple[int, int], int] = {}
+    beyond = _beyond_chain(vertebrae, positions, domain)
+    wanted = [(lm.name, lm.kind, False) for lm in template.landmarks]
+    wanted += [(name, "vertebra", True) for name in beyond]
+    positions.update(beyond)
     references = []
-    for lm in template.landmarks:
-        centre = positions[lm.name]
-        patches = [(centre, 1.0)]
-        if lm.kind == "vertebra":
-            patches += [
-                (n, settings.neighbour_weight)
-                for n in _beyond_chain_positions(lm.name, vertebrae, positions)
-            ]
-        index, offsets, weights = [], [], []
-        for patch_centre, patch_weight in patches:
-            points = _patch_points(patch_centre, size_mm, settings)
-            total = sum(w for _, w in points)
-            for (ix, iy), w in points:
-                index.append(lattice.setdefault((ix, iy), len(lattice)))
-                offsets.append(
-                    (ix * settings.sample_mm - centre[0], iy * settings.sample_mm - centre[1])
-                )
-                weights.append(patch_weight * w / total)
-        if not index:
-            raise TemplateError(f"no template features around landmark {lm.name!r}")
-        weight_array = np.asarray(weights, dtype=np.float32)
+    for name, kind, context_only in wanted:
+        centre = positions[name]
+        points = _patch_points(centre, size_mm, settings, step)
+        if not points:
+            if context_only:
+                continue  # beyond the template's field of view: no context to take
+            raise TemplateError(f"no template features around landmark {name!r}")
+        weights = np.asarray([w for _, w in points], dtype=np.float32)
         references.append(
             LandmarkReference(
-                name=lm.name,
-                kind=lm.kind,
-                point_index=np.asarray(index, dtype=np.int64),
-                offsets_mm=np.asarray(offsets, dtype=np.float32),
-                weights=weight_array / weight_array.sum(),
+                name=name,
+                kind=kind,
+                point_index=np.asarray(
+                    [lattice.setdefault(p, len(lattice)) for p, _ in points], dtype=np.int64
+                ),
+                offsets_mm=np.asarray(
+                    [(ix * step - centre[0], iy * step - centre[1]) for (ix, iy), _ in points],
+                    dtype=np.float32,
+                ),
+                weights=weights / weights.sum(),
+                context_only=context_only,
             )
         )
+    kept = {ref.name for ref in references}
+    chain = domain.ordered([n for n in [*vertebrae, *beyond] if n in kept])
     vectors = np.zeros((len(lattice), features.shape[0]), dtype=np.float32)
     for (ix, iy), k in lattice.items():
-        vector = sample_bilinear(
-            features, ix * settings.sample_mm / mm, iy * settings.sample_mm / mm
-        )
+        vector = sample_bilinear(features, ix * step / mm, iy * step / mm)
         vectors[k] = vector / max(float(np.linalg.norm(vector)), 1e-6)
     return TemplateReference(
         region=template.region,
@@ -196,6 +205,7 @@ def build_template_reference(
         point_vectors=vectors,
         positions_mm=positions,
         vertebrae=vertebrae,
+        chain=chain,
         discs=discs,
         image_size_mm=size_mm,
         feature_settings=dict(template_map.settings),

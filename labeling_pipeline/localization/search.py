@@ -30,20 +30,12 @@ import torch
 
 from labeling_pipeline.anatomy import DomainKnowledge, PairRange
 from labeling_pipeline.features.feature_map import FeatureMap
+from labeling_pipeline.features.settings import check_compatible
 from labeling_pipeline.localization.reference import TemplateReference, step_angle_deg
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
 from labeling_pipeline.localization.similarity import shifted_sum, similarity_maps, upsample
 
 STRATEGIES = ("plain", "ordered", "restricted", "adaptive", "chain")
-
-
-class FeatureMismatchError(ValueError):
-    """The image's features were made with other settings than the template's."""
-
-
-# Settings that must agree between template and study features for similarities to mean
-# anything; other entries (device, timings) may differ.
-COMPARED_SETTINGS = ("model", "weights_sha256", "layers", "stride", "mm_per_pixel", "window")
 
 
 @dataclass(frozen=True)
@@ -70,23 +62,6 @@ class SearchSettings:
     disc_radius_fraction: float = 0.3  # disc search radius as a share of the vertebra step
 
 
-def check_feature_settings(template: dict, image: dict) -> None:
-    """Raise ``FeatureMismatchError`` when template and image features are not comparable."""
-    differing = {
-        key: (template.get(key), image.get(key))
-        for key in COMPARED_SETTINGS
-        if (key in template or key in image) and template.get(key) != image.get(key)
-    }
-    if differing:
-        details = ", ".join(
-            f"{k}: template {a!r} vs image {b!r}" for k, (a, b) in differing.items()
-        )
-        raise FeatureMismatchError(
-            f"template and image features differ ({details}); recompute the template "
-            "reference and the image features with the same extractor settings"
-        )
-
-
 class SearchSpace:
     """The image's search grid and its score maps, computed lazily per landmark."""
 
@@ -98,20 +73,29 @@ class SearchSpace:
         rows, cols = fmap.grid_shape
         self.height, self.width = rows * self.factor, cols * self.factor
         self._refs = reference.by_name()
-        self._maps: dict[str, torch.Tensor] = {}
+        self._maps: dict[str, np.ndarray] = {}
         used = np.unique(np.concatenate([r.point_index for r in reference.landmarks]))
-        self._point_maps = upsample(
-            similarity_maps(fmap.features, reference.point_vectors[used]), self.factor
-        )
+        # Similarity of every reference point at every feature-grid cell, computed once.
+        self._point_maps = similarity_maps(fmap.features, reference.point_vectors[used]).numpy()
         self._row_of_point = {int(k): i for i, k in enumerate(used)}
 
-    def score_map(self, name: str) -> torch.Tensor:
-        """(height, width) similarity of ``name``'s reference constellation at each position."""
+    def score_map(self, name: str) -> np.ndarray:
+        """(height, width) similarity of ``name``'s reference constellation at each position.
+
+        The constellation's points lie on one lattice, so their offsets from the landmark share
+        a fractional part: the weighted sum runs on the coarse feature grid with whole-cell
+        shifts, and only the result is upsampled and moved by the common fraction.
+        """
         if name not in self._maps:
             ref = self._refs[name]
             rows = [self._row_of_point[int(k)] for k in ref.point_index]
-            offsets = np.round(ref.offsets_mm / self.cell_mm).astype(int)
-            self._maps[name] = shifted_sum(self._point_maps[rows], offsets, ref.weights)
+            offsets = ref.offsets_mm / self.fmap.mm_per_cell
+            whole = np.round(offsets).astype(int)
+            fraction = (offsets - whole).mean(axis=0)
+            coarse = shifted_sum(self._point_maps[rows], whole, ref.weights)
+            fine = upsample(torch.from_numpy(coarse)[None], self.factor).numpy()
+            shift = np.round(fraction * self.factor).astype(int)[None]
+            self._maps[name] = shifted_sum(fine, shift, np.ones(1))
         return self._maps[name]
 
     # Positions: search-grid (x, y) <-> grid millimetres <-> original pixels.
@@ -128,11 +112,11 @@ class SearchSpace:
         ox, oy = self.fmap.transform.to_original(gx, gy)
         return float(ox), float(oy)
 
-    def mm_grids(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """x and y of every search-grid position, in mm."""
-        xs = ((torch.arange(self.width) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
-        ys = ((torch.arange(self.height) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
-        return xs[None, :].expand(self.height, -1), ys[:, None].expand(-1, self.width)
+    def mm_grids(self) -> tuple[np.ndarray, np.ndarray]:
+        """x (1, width) and y (height, 1) of the search-grid positions, in mm (broadcastable)."""
+        xs = ((np.arange(self.width) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
+        ys = ((np.arange(self.height) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
+        return xs[None, :].astype(np.float32), ys[:, None].astype(np.float32)
 
 
 @dataclass
@@ -147,25 +131,34 @@ class Located:
     confidence: float = math.nan
 
 
-def _argmax(scores: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[int, int, float]:
-    masked = scores if mask is None else torch.where(mask, scores, torch.tensor(-math.inf))
-    index = int(torch.argmax(masked))
-    y, x = divmod(index, scores.shape[1])
-    return x, y, float(masked[y, x])
+def _argmax(scores: np.ndarray, mask: np.ndarray | None = None) -> tuple[int, int, float]:
+    """Best position (x, y) and its score; score -inf when the mask leaves nothing."""
+    masked = scores if mask is None else np.where(mask, scores, -np.inf)
+    y, x = np.unravel_index(int(np.argmax(masked)), scores.shape)
+    return int(x), int(y), float(masked[y, x])
 
 
-def _peaks(space: SearchSpace, scores: torch.Tensor, count: int, separation_mm: float):
+def _peaks(space: SearchSpace, scores: np.ndarray, count: int, separation_mm: float):
     """The ``count`` best local maxima, at least ``separation_mm`` apart: (x_mm, y_mm, score)."""
-    xs, ys = space.mm_grids()
-    remaining = scores.clone()
-    found = []
-    for _ in range(count):
-        x, y, value = _argmax(remaining)
-        if not math.isfinite(value):
-            break
-        px, py = space.to_mm(x, y)
-        found.append((px, py, value))
-        remaining[(xs - px) ** 2 + (ys - py) ** 2 < separation_mm**2] = -math.inf
+    padded = np.pad(scores, 1, constant_values=-np.inf)
+    neighbourhood = np.max(
+        [
+            padded[1 + dy : padded.shape[0] - 1 + dy, 1 + dx : padded.shape[1] - 1 + dx]
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+            if dy or dx
+        ],
+        axis=0,
+    )
+    ys, xs = np.nonzero((scores >= neighbourhood) & np.isfinite(scores))
+    order = np.argsort(-scores[ys, xs])
+    found: list[tuple[float, float, float]] = []
+    for i in order:
+        px, py = space.to_mm(float(xs[i]), float(ys[i]))
+        if all((px - fx) ** 2 + (py - fy) ** 2 >= separation_mm**2 for fx, fy, _ in found):
+            found.append((px, py, float(scores[ys[i], xs[i]])))
+            if len(found) == count:
+                break
     return found
 
 
@@ -206,7 +199,7 @@ class Localizer:
     ):
         if settings.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {settings.strategy!r}; choose one of {STRATEGIES}")
-        check_feature_settings(reference.feature_settings, fmap.settings)
+        check_compatible(reference.feature_settings, fmap.settings)
         self.space = SearchSpace(fmap, reference, settings.search_mm)
         self.reference = reference
         self.domain = domain
@@ -231,11 +224,10 @@ class Localizer:
         order += [(self.vertebrae[i], self.vertebrae[i + 1]) for i in range(index - 1, -1, -1)]
         return order
 
-    def _default_region(self, name: str) -> torch.Tensor:
+    def _default_region(self, name: str) -> np.ndarray:
         """Where the first landmark is searched: the domain's default region for the domain's
         first landmark, else a box around the template's relative position."""
-        width_mm = float(self.xs[0, -1])
-        height_mm = float(self.ys[-1, 0])
+        width_mm, height_mm = float(self.xs[0, -1]), float(self.ys[-1, 0])
         if name == self.domain.first_landmark:
             (x0, x1), (y0, y1) = self.domain.default_search_region
         else:
@@ -269,7 +261,7 @@ class Localizer:
     # ----- strategies ------------------------------------------------------------------
     def plain(self) -> dict[str, Located]:
         found = {}
-        for ref in self.reference.landmarks:
+        for ref in self.reference.labelled():
             x, y, score = _argmax(self.space.score_map(ref.name))
             found[ref.name] = self._located(ref.name, x, y, score)
         return found
@@ -317,16 +309,14 @@ class Localizer:
             )
         return self._located(name, x, y, score)
 
-    def _restricted_mask(
-        self, name: str, previous: str, origin: tuple[float, float]
-    ) -> torch.Tensor:
+    def _restricted_mask(self, name: str, previous: str, origin: tuple[float, float]) -> np.ndarray:
         """Process 800: positions within the domain's distance and angle range of ``origin``."""
         cranial, pair = _caudal_cranial(previous, name, self.domain)
         dx, dy = self.xs - origin[0], self.ys - origin[1]
-        distance = torch.sqrt(dx * dx + dy * dy)
-        angle = torch.rad2deg(torch.atan2(dx, -dy))
+        distance = np.sqrt(dx * dx + dy * dy)
+        angle = np.degrees(np.arctan2(dx, -dy))
         if not cranial:
-            angle = torch.remainder(angle + 360.0, 360.0) - 180.0
+            angle = np.remainder(angle + 360.0, 360.0) - 180.0
         return (
             (distance >= pair.min_mm)
             & (distance <= pair.max_mm)
@@ -356,9 +346,7 @@ class Localizer:
         before = self._step_before(previous, name, located)
         radii = self.domain.search_growth.radii()
         scores = self.space.score_map(name)
-        distance_to_expected = torch.sqrt(
-            (self.xs - expected[0]) ** 2 + (self.ys - expected[1]) ** 2
-        )
+        distance_to_expected = np.sqrt((self.xs - expected[0]) ** 2 + (self.ys - expected[1]) ** 2)
         reason = "no image inside the search region"
         for iteration, radius in enumerate(radii, start=1):
             x, y, score = _argmax(scores, distance_to_expected <= radius)
@@ -407,7 +395,7 @@ class Localizer:
 
     # ----- the globally consistent chain ---------------------------------------------------
     def chain(self) -> dict[str, Located]:
-        names = self.vertebrae
+        names = self.reference.chain
         s = self.settings
         candidates = [
             _peaks(self.space, self.space.score_map(n), s.candidates, s.peak_separation_mm)
@@ -420,6 +408,8 @@ class Localizer:
         located: dict[str, Located] = {}
         for i, name in enumerate(names):
             choice = best.assignment[i]
+            if name not in self.vertebrae:
+                continue  # context beyond the chain's ends, not labelled
             if choice is None:
                 located[name] = Located(
                     None,
@@ -538,6 +528,7 @@ class ChainSolver:
         self.names = names
         self.candidates = candidates
         self.template_vector = localizer._template_step_vector
+        self.optional = set(names) - set(localizer.vertebrae)  # context-only may always be missing
         self.inside = localizer.inside_view
         self.missing_unary = missing_unary
         self.turn_limit = localizer.domain.max_turn_deg
@@ -615,7 +606,7 @@ class ChainSolver:
             return True
         first, last = present[0], present[-1]
         for end, beyond in ((first, first - 1), (last, last + 1)):
-            if not 0 <= beyond < len(self.names):
+            if not 0 <= beyond < len(self.names) or self.names[beyond] in self.optional:
                 continue
             x, y = self.points[end][assignment[end]]
             tx, ty = self.template_vector(self.names[end], self.names[beyond])
@@ -672,7 +663,7 @@ def _results(localizer: Localizer, located: dict[str, Located]) -> list[Landmark
     for disc, (_upper, lower) in reference.discs.items():
         order[disc] = domain.rank(lower) + 0.5
     results = []
-    for ref in reference.landmarks:
+    for ref in reference.labelled():
         item = located[ref.name]
         x = y = math.nan
         if item.position is not None:

@@ -30,22 +30,22 @@ def upsample(maps: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(maps[None], scale_factor=factor, mode="bilinear", align_corners=False)[0]
 
 
-def shifted_sum(maps: torch.Tensor, offsets: np.ndarray, weights: np.ndarray) -> torch.Tensor:
+def shifted_sum(maps: np.ndarray, offsets: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """``sum_k w_k * maps[k](p + offset_k)`` for every position p, zero outside the image.
 
-    ``offsets`` are (K, 2) integer (dx, dy) in search-grid cells. This scores a position by how
-    well the whole constellation of reference points (landmark plus context) fits around it.
+    ``maps`` is (K, rows, cols); ``offsets`` are (K, 2) integer (dx, dy) in cells. This scores a
+    position by how well the whole constellation of reference points (landmark plus context)
+    fits around it.
     """
     count, rows, cols = maps.shape
-    total = torch.zeros((rows, cols), dtype=maps.dtype)
+    total = np.zeros((rows, cols), dtype=np.float32)
     for k in range(count):
         dx, dy = int(offsets[k, 0]), int(offsets[k, 1])
-        # out[y, x] += maps[k, y + dy, x + dx] where both are inside the grid.
+        # total[y, x] += maps[k, y + dy, x + dx] where both are inside the grid.
         y0, y1 = max(0, -dy), min(rows, rows - dy)
         x0, x1 = max(0, -dx), min(cols, cols - dx)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        total[y0:y1, x0:x1] += float(weights[k]) * maps[k, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+        if y0 < y1 and x0 < x1:
+            total[y0:y1, x0:x1] += weights[k] * maps[k, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
     return total
 
 
