@@ -8,8 +8,6 @@ and partition backfills in the UI all run these.
 
 import dagster as dg
 
-from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-
 CATALOG_AND_TEMPLATE_ASSETS = ("dicom_catalog", "template_reference")
 LABEL_STUDY_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset")
 
@@ -22,8 +20,8 @@ catalog_and_template_job = dg.define_asset_job(
 
 label_study_job = dg.define_asset_job(
     name="label_study_job",
+    # Partitioned by "studies", as its assets are (Dagster infers it from the selection).
     selection=dg.AssetSelection.assets(*LABEL_STUDY_ASSETS),
-    partitions_def=studies_partitions,
     description="Label one study: pixel features, vertebra localization, label dataset, "
     "overlays and the label checks.",
 )

@@ -8,6 +8,7 @@
 """
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import dagster as dg
@@ -58,6 +59,13 @@ def _table(frame: pd.DataFrame) -> dg.MetadataValue:
     if len(frame) > MAX_TABLE_ROWS:
         text += f"\n\n({len(frame) - MAX_TABLE_ROWS} more rows not shown)"
     return dg.MetadataValue.md(text)
+
+
+# Partitioned asset checks (one result per study) are a Dagster "preview" feature; it is what
+# makes each study's checks show on its partition, so the warning is silenced once here.
+warnings.filterwarnings(
+    "ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning
+)
 
 
 @dg.asset_check(

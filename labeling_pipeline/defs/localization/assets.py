@@ -10,15 +10,11 @@ from labeling_pipeline.defs.features.assets import StudyImages
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.resources import PipelineConfig
 from labeling_pipeline.defs.template.assets import TemplateBundle
+from labeling_pipeline.features.settings import FeatureSettingsMismatch
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
-from labeling_pipeline.localization.search import (
-    STRATEGIES,
-    FeatureMismatchError,
-    SearchSettings,
-    localize,
-)
+from labeling_pipeline.localization.search import STRATEGIES, SearchSettings, localize
 
 
 @dataclass
@@ -91,7 +87,7 @@ def vertebra_localization(
             results = localize(
                 feature_map, template_reference.reference, template_reference.domain, settings
             )
-        except FeatureMismatchError as error:
+        except FeatureSettingsMismatch as error:
             raise dg.Failure(
                 f"{error}. Materialize template_reference and pixel_features again with the "
                 "current feature model."
