@@ -1,0 +1,125 @@
+"""The label checks fail on exactly the problems they are named after."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from labeling_pipeline.anatomy import load_domain
+from labeling_pipeline.defs.labels.checks import (
+    completeness_problems,
+    landmark_spacing_within_domain,
+    one_row_per_landmark,
+)
+from labeling_pipeline.defs.localization.assets import StudyLocalization
+from labeling_pipeline.defs.template.assets import TemplateBundle
+from labeling_pipeline.imaging.image import LabelImage
+from labeling_pipeline.labels.dataset import label_rows
+from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
+from labeling_pipeline.localization.template import TemplateLandmark, TemplateLandmarks
+
+SPACING_MM = 0.5  # pixels are 0.5 mm: a 35 mm step is 70 pixels
+TEMPLATE = TemplateLandmarks(
+    region="lumbar",
+    landmarks=(
+        TemplateLandmark("L5", "vertebra", 100.0, 200.0),
+        TemplateLandmark("L4", "vertebra", 100.0, 130.0),
+        TemplateLandmark("L3", "vertebra", 100.0, 60.0),
+        TemplateLandmark("L4-L5", "disc", 100.0, 165.0),
+    ),
+)
+
+
+def _image(sop: str) -> LabelImage:
+    return LabelImage(
+        study_uid="1.2.3",
+        series_uid="1.2.3.4",
+        sop_instance_uid=sop,
+        study_date="20260901",
+        modality="MR",
+        pixels=np.zeros((256, 256), dtype=np.float32),
+        pixel_spacing_mm=(SPACING_MM, SPACING_MM),
+    )
+
+
+def _labels(sop: str, l3_y: float = 60.0, l4_status: str = OK) -> pd.DataFrame:
+    """Rows of one image: L5 at y=200, L4 at y=130, L3 at ``l3_y`` (pixels), disc ok."""
+    positions = {"L5": 200.0, "L4": 130.0, "L3": l3_y, "L4-L5": 165.0}
+    results = [
+        LandmarkResult(
+            lm.name,
+            lm.kind,
+            100.0,
+            positions[lm.name],
+            0.8,
+            l4_status if lm.name == "L4" else OK,
+        )
+        for lm in TEMPLATE.landmarks
+    ]
+    return label_rows(_image(sop), "20260901-aaaaaaaa", results, template=TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def bundle() -> TemplateBundle:
+    return TemplateBundle(reference=None, landmarks=TEMPLATE, domain=load_domain("lumbar"))
+
+
+def test_spacing_check_passes_within_the_lumbar_ranges(bundle: TemplateBundle) -> None:
+    result = landmark_spacing_within_domain(label_dataset=_labels("1.1"), template_reference=bundle)
+    assert result.passed
+    assert result.metadata["steps_checked"].value == 2  # L5-L4 and L4-L3, 35 mm each
+
+
+def test_spacing_check_fails_on_a_too_long_step(bundle: TemplateBundle) -> None:
+    stretched = _labels("1.1", l3_y=0.0)  # L4 -> L3 is 65 mm, above the 52 mm limit
+    result = landmark_spacing_within_domain(label_dataset=stretched, template_reference=bundle)
+    assert not result.passed
+    assert result.metadata["violations"].value == 1
+    assert "L4-L3" in result.metadata["violation_table"].value
+
+
+def test_spacing_check_ignores_steps_through_a_landmark_needing_review(
+    bundle: TemplateBundle,
+) -> None:
+    labels = _labels("1.1", l3_y=0.0, l4_status=NEEDS_REVIEW)
+    labels.loc[labels["landmark"] == "L4", ["x", "y", "x_mm", "y_mm"]] = math.nan
+    result = landmark_spacing_within_domain(label_dataset=labels, template_reference=bundle)
+    assert result.passed and result.metadata["steps_checked"].value == 0
+
+
+def test_completeness_names_missing_repeated_and_stray_rows() -> None:
+    complete = pd.concat([_labels("1.1"), _labels("1.2")], ignore_index=True)
+    names = TEMPLATE.names()
+    assert completeness_problems(complete, ["1.1", "1.2"], names).empty
+
+    broken = complete[~((complete["sop_instance_uid"] == "1.2") & (complete["landmark"] == "L3"))]
+    broken = pd.concat([broken, _labels("1.1").iloc[[0]], _labels("9.9")], ignore_index=True)
+    broken.loc[(broken["sop_instance_uid"] == "1.1") & (broken["landmark"] == "L4"), "x"] = math.nan
+    problems = completeness_problems(broken, ["1.1", "1.2"], names)
+    found = set(
+        problems[["sop_instance_uid", "landmark", "problem"]].itertuples(index=False, name=None)
+    )
+    assert found == {
+        ("9.9", "", "rows for an image that was not localized"),
+        ("1.2", "L3", "missing"),
+        ("1.1", "L5", "2 rows"),
+        ("1.1", "L4", "ok without a position"),
+    }
+
+
+def test_completeness_check_counts_expected_rows(bundle: TemplateBundle) -> None:
+    localization = StudyLocalization(
+        partition_key="20260901-aaaaaaaa",
+        study_digest="",
+        strategy="chain",
+        feature_model="efficientnet-lite0",
+        images=[_image("1.1"), _image("1.2")],
+    )
+    labels = _labels("1.1")  # the second image has no rows
+    result = one_row_per_landmark(
+        label_dataset=labels, template_reference=bundle, vertebra_localization=localization
+    )
+    assert not result.passed
+    assert result.metadata["expected_rows"].value == 8
+    assert result.metadata["problems"].value == 4

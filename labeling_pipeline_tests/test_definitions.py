@@ -1,0 +1,108 @@
+"""The whole Dagster code location loads, and its asset graph is the one the README describes."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from labeling_pipeline.definitions import defs
+from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
+
+REPO = Path(__file__).resolve().parents[1]
+
+# asset -> (group, partitioned, upstream assets)
+EXPECTED_GRAPH = {
+    "dicom_catalog": ("ingestion", False, set()),
+    "pixel_features": ("features", True, {"dicom_catalog"}),
+    "template_reference": ("template", False, set()),
+    "vertebra_localization": ("localization", True, {"pixel_features", "template_reference"}),
+    "label_dataset": ("labels", True, {"vertebra_localization", "template_reference"}),
+}
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return defs.resolve_asset_graph()
+
+
+def test_asset_graph_matches_the_data_flow(graph) -> None:
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == set(EXPECTED_GRAPH)
+    for name, (group, partitioned, parents) in EXPECTED_GRAPH.items():
+        node = graph.get(dg.AssetKey(name))
+        assert {p.to_user_string() for p in node.parent_keys} == parents, name
+        assert node.group_name == group, name
+        if partitioned:
+            assert isinstance(node.partitions_def, dg.DynamicPartitionsDefinition), name
+            assert node.partitions_def.name == STUDIES_PARTITION_NAME
+        else:
+            assert node.partitions_def is None, name
+    for spec in defs.resolve_all_asset_specs():
+        assert spec.description and len(spec.description) > 40, f"{spec.key} needs a description"
+        assert spec.kinds, f"{spec.key} needs kinds tags"
+
+
+def test_label_checks_are_partitioned_like_the_labels(graph) -> None:
+    checks = {key.name for key in graph.asset_check_keys}
+    assert checks == {"landmark_spacing_within_domain", "one_row_per_landmark"}
+    assert all(key.asset_key == dg.AssetKey("label_dataset") for key in graph.asset_check_keys)
+
+
+def test_jobs_select_the_two_halves_of_the_graph() -> None:
+    prepare = defs.resolve_job_def("catalog_and_template_job")
+    label = defs.resolve_job_def("label_study_job")
+    assert {k.to_user_string() for k in prepare.asset_layer.executable_asset_keys} == {
+        "dicom_catalog",
+        "template_reference",
+    }
+    assert {k.to_user_string() for k in label.asset_layer.executable_asset_keys} == {
+        "pixel_features",
+        "vertebra_localization",
+        "label_dataset",
+    }
+    assert label.partitions_def is not None
+    assert label.partitions_def.name == STUDIES_PARTITION_NAME
+    # The label checks run in the same run as the labels.
+    assert {k.name for k in label.asset_layer.asset_graph.asset_check_keys} >= {
+        "landmark_spacing_within_domain",
+        "one_row_per_landmark",
+    }
+
+
+def test_automation_is_defined_and_off_by_default() -> None:
+    sensor = defs.resolve_sensor_def("new_study_sensor")
+    schedule = defs.resolve_schedule_def("nightly_relabel_schedule")
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.job_name == "label_study_job"
+
+
+def test_resources_cover_every_requirement() -> None:
+    assert set(defs.resources or {}) == {"pipeline", "feature_model", "io_manager"}
+    # Raises when an asset, check, sensor or schedule needs a resource that is not defined.
+    dg.Definitions.validate_loadable(defs)
+
+
+@pytest.mark.slow
+def test_dagster_validates_the_workspace(tmp_path: Path) -> None:
+    """`dagster definitions validate -w workspace.yaml`, as `make ui` loads the code."""
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "dagster.yaml")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    dagster = Path(sys.executable).with_name("dagster")
+    completed = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
+        cwd=tmp_path,  # dagster.yaml's relative .dagster/ storage lands in tmp_path
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "Validation successful for code location labeling_pipeline" in output

@@ -1,0 +1,217 @@
+"""The whole asset graph on generated studies: catalog, features, template, localization, labels,
+checks and overlays, with the bundled EfficientNet-Lite0 on CPU.
+
+Three small phantoms (a single frame, a 5-slice series, a 5-frame file) and one file that is
+not DICOM; each study is materialized as its own partition, as ``labeling-pipeline run`` does.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from labeling_pipeline.defs.features.assets import pixel_features
+from labeling_pipeline.defs.ingestion.assets import dicom_catalog
+from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
+from labeling_pipeline.defs.labels.assets import label_dataset
+from labeling_pipeline.defs.labels.checks import (
+    landmark_spacing_within_domain,
+    one_row_per_landmark,
+)
+from labeling_pipeline.defs.localization.assets import vertebra_localization
+from labeling_pipeline.defs.resources import (
+    FeatureModelConfig,
+    IntermediateIOManager,
+    PipelineConfig,
+)
+from labeling_pipeline.defs.template.assets import template_reference
+from labeling_pipeline.features.store import FeatureStore
+from labeling_pipeline.labels.schema import CONTRACT_COLUMNS
+from labeling_pipeline.localization.template import load_template_landmarks
+from labeling_pipeline.synthetic.sample_data import build_dataset
+
+pytestmark = pytest.mark.slow
+
+ALL = [
+    dicom_catalog,
+    pixel_features,
+    template_reference,
+    vertebra_localization,
+    label_dataset,
+    landmark_spacing_within_domain,
+    one_row_per_landmark,
+]
+PREPARE = [dicom_catalog, template_reference]
+LABEL = [pixel_features, vertebra_localization, label_dataset]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+SEED = 2  # a seed whose three phantoms are all well inside the template's variation
+
+
+def _resources(data: Path, output: Path) -> dict:
+    pipeline = PipelineConfig(data_dir=str(data), output_dir=str(output))
+    return {
+        "pipeline": pipeline,
+        "feature_model": FeatureModelConfig(model="efficientnet-lite0"),
+        "io_manager": IntermediateIOManager(pipeline=pipeline),
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    root = tmp_path_factory.mktemp("e2e")
+    data, output = root / "data", root / "outputs"
+    truth = build_dataset(data, 3, SEED, layouts=("single", "series", "multiframe"))
+    (data / "incoming" / "notes").mkdir()
+    (data / "incoming" / "notes" / "readme.txt").write_text("not a DICOM file\n")
+    resources = _resources(data, output)
+    with dg.instance_for_test() as instance:
+        prepare = dg.materialize(
+            ALL, instance=instance, resources=resources, selection=PREPARE, run_config=QUIET
+        )
+        keys = instance.get_dynamic_partitions(STUDIES_PARTITION_NAME)
+        results = {
+            key: dg.materialize(
+                ALL,
+                instance=instance,
+                resources=resources,
+                partition_key=key,
+                selection=LABEL,
+                run_config=QUIET,
+            )
+            for key in keys
+        }
+        yield SimpleNamespace(
+            data=data,
+            output=output,
+            truth=truth,
+            instance=instance,
+            resources=resources,
+            prepare=prepare,
+            keys=keys,
+            results=results,
+        )
+
+
+def _input_files(data: Path) -> list[str]:
+    files = []
+    for source in ("incoming", "archive"):
+        for directory, _, names in os.walk(data / source):
+            files += [(Path(directory) / n).relative_to(data).as_posix() for n in names]
+    return sorted(files)
+
+
+def test_every_run_succeeds(run: SimpleNamespace) -> None:
+    assert run.prepare.success
+    assert len(run.keys) == 3
+    assert all(result.success for result in run.results.values())
+
+
+def test_catalog_lists_every_file_with_its_outcome(run: SimpleNamespace) -> None:
+    catalog = pd.read_parquet(run.output / "catalog.parquet")
+    assert sorted(catalog["path"]) == _input_files(run.data)
+    junk = catalog[catalog["path"] == "incoming/notes/readme.txt"].iloc[0]
+    assert junk["outcome"] == "rejected" and junk["reason_code"] == "not_dicom"
+    labelled = catalog[catalog["outcome"] == "labelled"]
+    assert sorted(labelled["sop_instance_uid"]) == sorted(run.truth)
+    assert sorted(set(labelled["partition_key"])) == sorted(run.keys)
+
+
+def test_labels_have_one_row_per_landmark_per_labelled_image(run: SimpleNamespace) -> None:
+    labels = pd.read_parquet(run.output / "labels")
+    template = load_template_landmarks(run.data / "template" / "landmarks.json")
+    assert set(CONTRACT_COLUMNS) <= set(labels.columns)
+    assert len(labels) == len(run.truth) * len(template.landmarks)
+    assert set(labels["sop_instance_uid"]) == set(run.truth)
+    assert (labels.groupby(["sop_instance_uid", "landmark"]).size() == 1).all()
+    assert set(labels["landmark"]) == set(template.names())
+    assert set(labels["status"]) <= {"ok", "needs_review"}
+    ok = labels[labels["status"] == "ok"]
+    assert ok["x"].notna().all() and ok["y"].notna().all()
+    assert np.allclose(ok["x_mm"], ok["x"] * ok["pixel_spacing_col_mm"])
+
+
+def test_located_landmarks_are_near_the_truth(run: SimpleNamespace) -> None:
+    """x = column, y = row all the way from DICOM to Parquet: ok labels lie on the phantom's
+    true landmarks (a transposed or mis-scaled coordinate would be tens of mm off)."""
+    labels = pd.read_parquet(run.output / "labels")
+    errors = []
+    for row in labels[labels["status"] == "ok"].itertuples():
+        case = run.truth[row.sop_instance_uid]
+        true = case["landmarks"].get(row.landmark)
+        if true is not None:
+            errors.append(math.hypot(row.x - true["x"], row.y - true["y"]) * case["spacing"])
+    assert len(errors) >= len(labels) // 2
+    assert float(np.median(errors)) < 5.0, errors
+
+
+def test_label_checks_pass_for_every_study(run: SimpleNamespace) -> None:
+    for key, result in run.results.items():
+        evaluations = result.get_asset_check_evaluations()
+        assert {e.check_name for e in evaluations} == {
+            "landmark_spacing_within_domain",
+            "one_row_per_landmark",
+        }, key
+        assert all(e.passed for e in evaluations), [(key, e.description) for e in evaluations]
+
+
+def test_overlays_and_features_are_written(run: SimpleNamespace) -> None:
+    for sop in run.truth:
+        assert (run.output / "overlays" / f"{sop}.png").stat().st_size > 0
+    store = FeatureStore(run.output / "features.zarr")
+    assert sorted(store.partition_keys()) == sorted(run.keys)
+    assert sorted(k for key in run.keys for k in store.image_keys(key)) == sorted(run.truth)
+
+
+def test_outputs_hold_no_patient_data(run: SimpleNamespace) -> None:
+    first = run.data / run.truth[next(iter(run.truth))]["file"]
+    header = pydicom.dcmread(first, stop_before_pixels=True)
+    secrets = {str(header.PatientID), str(header.PatientName)} - {""}
+    assert secrets
+    texts = [
+        pd.read_parquet(run.output / "labels").to_csv(),
+        pd.read_parquet(run.output / "catalog.parquet").to_csv(),
+    ]
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text
+
+
+def test_materializations_are_recorded_per_partition(run: SimpleNamespace) -> None:
+    for name in ("pixel_features", "vertebra_localization", "label_dataset"):
+        materialized = run.instance.get_materialized_partitions(dg.AssetKey(name))
+        assert set(materialized) == set(run.keys), name
+    event = run.instance.get_latest_materialization_event(dg.AssetKey("dicom_catalog"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["files"].value == len(_input_files(run.data))
+    assert metadata["rejected_files"].value == 1
+
+
+def test_rerunning_a_study_reuses_features_and_rewrites_identical_labels(
+    run: SimpleNamespace,
+) -> None:
+    key = run.keys[0]
+    labels_file = run.output / "labels" / f"{key}.parquet"
+    before = labels_file.read_bytes()
+    again = dg.materialize(
+        ALL,
+        instance=run.instance,
+        resources=run.resources,
+        partition_key=key,
+        selection=LABEL,
+        run_config=QUIET,
+    )
+    assert again.success
+    [features_event] = again.asset_materializations_for_node("pixel_features")
+    assert features_event.metadata["computed"].value == 0
+    assert features_event.metadata["reused"].value == features_event.metadata["images"].value
+    assert labels_file.read_bytes() == before
+    assert json.loads(json.dumps(sorted(os.listdir(run.output / "labels")))) == sorted(
+        f"{k}.parquet" for k in run.keys
+    )
