@@ -25,6 +25,7 @@ recorded as ``random_init: True`` in :meth:`FeatureExtractor.settings`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import os
@@ -128,22 +129,43 @@ class _Group:
     offset: float
 
 
-def _sample_positions(n_out: int, out_stride: int, group: _Group, size: int) -> torch.Tensor:
-    """Fractional cell indices of ``group`` (length ``size``) at the centres of the output grid,
-    mapped to grid_sample's [-1, 1] (align_corners=True: -1 = centre of cell 0)."""
-    centres = torch.arange(n_out, dtype=torch.float32) * out_stride + (out_stride - 1) / 2.0
-    index = (centres - group.offset) / group.stride
-    if size == 1:
-        return torch.zeros_like(index)
-    return index.clamp(0, size - 1) * (2.0 / (size - 1)) - 1.0
+@functools.lru_cache(maxsize=256)
+def _interpolation_matrix(
+    n_out: int, out_stride: int, stride: int, offset: float, size: int
+) -> torch.Tensor:
+    """(n_out, size) linear-interpolation weights from a layer's cells to output cells.
+
+    Output cell ``g`` is centred on input pixel ``out_stride * g + (out_stride - 1) / 2``, which
+    lies at fractional layer index ``(centre - offset) / stride``; outside the layer's cells the
+    nearest edge cell is used (border clamping).
+    """
+    centres = torch.arange(n_out, dtype=torch.float64) * out_stride + (out_stride - 1) / 2.0
+    index = ((centres - offset) / stride).clamp(0, size - 1)
+    low = index.floor().long()
+    high = (low + 1).clamp(max=size - 1)
+    frac = index - low
+    matrix = torch.zeros(n_out, size, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    matrix.index_put_((rows, low), 1.0 - frac, accumulate=True)
+    matrix.index_put_((rows, high), frac, accumulate=True)
+    return matrix.float()
 
 
 def combine_groups(groups: list[_Group], rows: int, cols: int, out_stride: int) -> torch.Tensor:
     """Resample each group to the output grid, L2-normalise it per cell, scale by
-    ``1 / sqrt(n_groups)`` and concatenate: (B, sum C, ceil(rows/s), ceil(cols/s)) float32."""
+    ``1 / sqrt(n_groups)`` and concatenate: (B, sum C, ceil(rows/s), ceil(cols/s)) float32.
+
+    For inference (works in place on its outputs). The hypercolumn output is large (hundreds of
+    channels per cell) and this step is memory bound, so each group is written straight into
+    its slice of one preallocated output and normalised there: no concatenation copy.
+    """
     n_rows, n_cols = math.ceil(rows / out_stride), math.ceil(cols / out_stride)
     weight = 1.0 / math.sqrt(len(groups))
-    parts = []
+    batch = int(groups[0].tensor.shape[0])
+    device = groups[0].tensor.device
+    total = sum(int(g.tensor.shape[1]) for g in groups)
+    out = torch.empty((batch, total, n_rows, n_cols), dtype=torch.float32, device=device)
+    first = 0
     for group in groups:
         tensor = group.tensor.float()
         stride, offset = group.stride, group.offset
@@ -153,21 +175,22 @@ def combine_groups(groups: list[_Group], rows: int, cols: int, out_stride: int) 
             tensor = F.avg_pool2d(tensor, factor, factor, ceil_mode=True)
             offset = offset + stride * (factor - 1) / 2.0
             stride = out_stride
-            group = _Group(tensor, stride, offset)
-        h, w = tensor.shape[-2:]
+        channels, (h, w) = int(tensor.shape[1]), tensor.shape[-2:]
+        target = out[:, first : first + channels]
+        first += channels
         if stride == out_stride and offset == (out_stride - 1) / 2.0:
             # Already on the output grid (e.g. ViT patches at the patch stride): just crop.
-            resampled = tensor[..., :n_rows, :n_cols]
+            target.copy_(tensor[..., :n_rows, :n_cols])
         else:
-            gy = _sample_positions(n_rows, out_stride, group, h).to(tensor.device)
-            gx = _sample_positions(n_cols, out_stride, group, w).to(tensor.device)
-            grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (n_rows, n_cols, 2)
-            grid = grid.unsqueeze(0).expand(tensor.shape[0], -1, -1, -1)
-            resampled = F.grid_sample(
-                tensor, grid, mode="bilinear", padding_mode="border", align_corners=True
-            )
-        parts.append(F.normalize(resampled, dim=1, eps=1e-6) * weight)
-    return torch.cat(parts, dim=1)
+            # Separable bilinear resampling as two small matrix products (much faster on CPU
+            # than grid_sample for hundreds of channels), written into the output slice.
+            ay = _interpolation_matrix(n_rows, out_stride, stride, offset, h).to(device)
+            ax = _interpolation_matrix(n_cols, out_stride, stride, offset, w).to(device)
+            for b in range(batch):
+                torch.matmul(ay, torch.matmul(tensor[b], ax.T), out=target[b])
+        norms = torch.linalg.vector_norm(target, dim=1, keepdim=True).clamp_min_(1e-6)
+        target.mul_(norms.reciprocal_().mul_(weight))
+    return out
 
 
 # --------------------------------------------------------------------------------------------

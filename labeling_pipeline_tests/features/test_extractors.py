@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from labeling_pipeline.features.extractors import (
     FeatureWeightsError,
     _Group,
+    _interpolation_matrix,
     combine_groups,
     efficientnet_lite0_classifier,
     load_efficientnet_lite0_state_dict,
@@ -121,15 +122,38 @@ def test_grid_cells_are_centred_where_the_transform_says(lite0):
     centred on prepared pixel 16 j + 7.5 (TF 'same' padding alone would put it at 16 j + 15)."""
     size, stride = 512, 16
     x = torch.randn(1, 3, size, size, requires_grad=True)
-    maps = lite0.model.forward_intermediates(x, indices=[3], intermediates_only=True)
-    (group,) = [_Group(m, stride, float(stride - 1)) for m in maps]
-    out = combine_groups([group], size, size, stride)
+    (cells,) = lite0.model.forward_intermediates(x, indices=[3], intermediates_only=True)
+    n = math.ceil(size / stride)
+    # The output cell is a bilinear mix of layer cells; its gradient support is its field.
+    ay = _interpolation_matrix(n, stride, stride, float(stride - 1), cells.shape[-2])
+    ax = _interpolation_matrix(n, stride, stride, float(stride - 1), cells.shape[-1])
     for j in (15, 16):
         x.grad = None
-        out[0, :, j, j].sum().backward(retain_graph=True)
+        mix = torch.outer(ay[j], ax[j])
+        (cells[0] * mix).sum().backward(retain_graph=True)
         touched = torch.nonzero(x.grad[0].abs().sum(dim=(0, 1)) > 0).flatten()
         centre = (touched.min() + touched.max()).item() / 2
         assert abs(centre - (stride * j + (stride - 1) / 2)) <= 1.0
+
+
+def test_combine_groups_matches_grid_sample_resampling():
+    """The fast separable resampling equals torch's bilinear grid_sample on the same points."""
+    rng = torch.Generator().manual_seed(0)
+    tensor = torch.randn(2, 5, 7, 9, generator=rng)
+    out_stride, stride, offset = 4, 16, 15.0
+    combined = combine_groups([_Group(tensor.clone(), stride, offset)], 100, 130, out_stride)
+    rows, cols = combined.shape[-2:]
+
+    def normalised(n, size):
+        centres = torch.arange(n) * out_stride + (out_stride - 1) / 2
+        return ((centres - offset) / stride).clamp(0, size - 1) * 2 / (size - 1) - 1
+
+    grid = torch.stack(torch.meshgrid(normalised(cols, 9), normalised(rows, 7), indexing="xy"), -1)
+    expected = F.grid_sample(
+        tensor, grid[None].expand(2, -1, -1, -1), align_corners=True, padding_mode="border"
+    )
+    expected = F.normalize(expected, dim=1)
+    torch.testing.assert_close(combined, expected, atol=1e-5, rtol=1e-5)
 
 
 # ---- open_clip -------------------------------------------------------------------------------
