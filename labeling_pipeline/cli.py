@@ -82,6 +82,21 @@ def find_dagster_home() -> Path | None:
 
 
 @contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore the old values."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def _instance(home: Path | None) -> Iterator[object]:
     """The Dagster instance at ``home`` (ephemeral when ``None``).
 
@@ -135,25 +150,29 @@ def run_pipeline(
     ``paths`` are exported as ``LABELING_DATA_DIR`` / ``LABELING_OUTPUT_DIR`` so that the
     resources of the code location read them. A study whose run fails does not stop the others.
     """
+    # Imported here, not at the top: Dagster and torch take seconds to import, and argument
+    # errors and --help should not wait for them.
     from labeling_pipeline.definitions import defs
-    from labeling_pipeline.defs.ingestion.assets import labelled_partition_keys
+    from labeling_pipeline.defs.ingestion.assets import dicom_catalog, labelled_partition_keys
     from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
-    from labeling_pipeline.imaging.dicom import REJECTED
+    from labeling_pipeline.imaging.dicom import REJECTED, catalog_to_frame
     from labeling_pipeline.labels.catalog import read_catalog
     from labeling_pipeline.labels.dataset import read_labels_partition
 
+    dicom_catalog_name = dicom_catalog.op.name
     started = time.perf_counter()
-    os.environ[DATA_DIR_ENV] = str(paths.data_dir)
-    os.environ[OUTPUT_DIR_ENV] = str(paths.output_dir)
     summary = RunSummary(paths=paths, dagster_home=str(dagster_home or "(ephemeral)"))
     run_config = _console_config(log_level)
 
-    with _instance(dagster_home) as instance:
+    environment = {DATA_DIR_ENV: str(paths.data_dir), OUTPUT_DIR_ENV: str(paths.output_dir)}
+    with _environment(environment), _instance(dagster_home) as instance:
         prepare = defs.resolve_job_def(catalog_and_template_job.name).execute_in_process(
             instance=instance, raise_on_error=False, run_config=run_config
         )
         summary.prepare_run_id = prepare.run_id
-        catalog = read_catalog(paths.catalog_path)
+        # A catalog left by an earlier run is not this run's: report it only when it was made.
+        scanned = prepare.is_node_success(dicom_catalog_name)
+        catalog = read_catalog(paths.catalog_path) if scanned else catalog_to_frame([])
         summary.files_seen = len(catalog)
         rejected = catalog[catalog["outcome"] == REJECTED]
         summary.rejected_files = len(rejected)

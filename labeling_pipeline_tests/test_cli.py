@@ -133,7 +133,8 @@ def test_run_labels_a_study_and_records_its_runs(
     status = main(["run", "--data-dir", str(data), "--output-dir", str(output)])
     out = capsys.readouterr().out
     assert status == EXIT_OK, out
-    assert Path.cwd() == cwd  # the working directory is restored
+    assert Path.cwd() == cwd  # the working directory is restored, and the environment
+    assert DATA_DIR_ENV not in os.environ and OUTPUT_DIR_ENV not in os.environ
     assert "studies:          1 (1 labelled, 0 failed)" in out
     assert "images labelled:  1" in out
     assert "rejected files:   1" in out
