@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._utils.error import SerializableErrorInfo
 
 from labeling_pipeline.cli import (
     EXIT_FAILED,
@@ -19,6 +20,7 @@ from labeling_pipeline.cli import (
     find_dagster_home,
     format_summary,
     main,
+    root_cause,
 )
 from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV, PipelinePaths
 from labeling_pipeline.synthetic.sample_data import build_dataset
@@ -108,6 +110,20 @@ def test_summary_reports_counts_failures_and_checks(tmp_path: Path) -> None:
     assert not summary.succeeded
 
 
+def test_root_cause_skips_dagster_wrappers() -> None:
+    inner = SerializableErrorInfo(
+        "labeling_pipeline.features.extractors.FeatureWeightsError: no weights\n", [], "X"
+    )
+    wrapper = SerializableErrorInfo(
+        "Error occurred while executing op", [], "DagsterExecutionStepExecutionError", inner
+    )
+    assert root_cause(wrapper) == "FeatureWeightsError: no weights"
+    failure = SerializableErrorInfo(
+        "dagster._core.definitions.events.Failure: the template cannot be used", [], "Failure"
+    )
+    assert root_cause(failure) == "the template cannot be used"
+
+
 def test_failed_template_gives_a_failing_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], dagster_home: Path
 ) -> None:
@@ -118,7 +134,8 @@ def test_failed_template_gives_a_failing_status(
     out = capsys.readouterr().out
     assert status == EXIT_FAILED
     assert "FAILED before labelling" in out
-    assert "template" in out and "rejected files:   1 (not_dicom: 1)" in out
+    assert "template_reference: the template cannot be used" in out
+    assert "rejected files:   1 (not_dicom: 1)" in out
 
 
 @pytest.mark.slow
