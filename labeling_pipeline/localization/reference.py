@@ -27,10 +27,12 @@ from labeling_pipeline.localization.template import TemplateError, TemplateLandm
 @dataclass(frozen=True)
 class ReferenceSettings:
     """How references are built. Defaults come from lumbar anatomy, not from tuning:
-    ``context_mm`` = 24 covers a body (~27 mm tall) and half of each adjacent disc."""
+    ``context_mm`` = 24 covers a body (~27 mm tall) and half of each adjacent disc;
+    ``sample_mm`` = 8 samples that neighbourhood about four times per body height, enough for
+    features whose deeper layers have strides of 16-32 mm, and keeps the search fast."""
 
     context_mm: float = 24.0
-    sample_mm: float = 4.0
+    sample_mm: float = 8.0
 
 
 @dataclass

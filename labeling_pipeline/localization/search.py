@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from labeling_pipeline.anatomy import DomainKnowledge, PairRange
 from labeling_pipeline.features.feature_map import FeatureMap
@@ -59,6 +58,9 @@ class SearchSettings:
     border_mm: float = 8.0  # a centre closer than this to the edge shows too little of the body
     confidence_scale: float = 1.0  # margin (in score units) that makes confidence ~73 %
     min_confidence: float = 0.5
+    framing_sigma_mm: float = 35.0  # studies of one protocol are framed like the template to
+    # within about one vertebral level (centre to centre ~35 mm); a weak prior against chains
+    # shifted by a level
     disc_radius_fraction: float = 0.3  # disc search radius as a share of the vertebra step
 
 
@@ -93,7 +95,7 @@ class SearchSpace:
             whole = np.round(offsets).astype(int)
             fraction = (offsets - whole).mean(axis=0)
             coarse = shifted_sum(self._point_maps[rows], whole, ref.weights)
-            fine = upsample(torch.from_numpy(coarse)[None], self.factor).numpy()
+            fine = upsample(coarse, self.factor)[None]
             shift = np.round(fraction * self.factor).astype(int)[None]
             self._maps[name] = shifted_sum(fine, shift, np.ones(1))
         return self._maps[name]
@@ -241,6 +243,14 @@ class Localizer:
             & (self.ys >= y0 * height_mm)
             & (self.ys <= y1 * height_mm)
         )
+
+    def framed_position(self, name: str) -> tuple[float, float]:
+        """Where ``name`` would be if the image were framed like the template (centres
+        aligned, in mm): a weak prior, as studies of one protocol are framed alike."""
+        tx, ty = self.reference.positions_mm[name]
+        tw, th = self.reference.image_size_mm
+        width, height = float(self.xs[0, -1]), float(self.ys[-1, 0])
+        return tx - tw / 2 + width / 2, ty - th / 2 + height / 2
 
     def inside_view(self, x_mm: float, y_mm: float) -> bool:
         """Whether a vertebra centred at (x_mm, y_mm) would be in view: at least
@@ -533,9 +543,17 @@ class ChainSolver:
         self.missing_unary = missing_unary
         self.turn_limit = localizer.domain.max_turn_deg
         self.turn_sigma = s.turn_sigma_deg
+        framing = [localizer.framed_position(n) for n in names]
         self.unary = [
-            np.array([s.similarity_weight * c[2] for c in cands], dtype=np.float64)
-            for cands in candidates
+            np.array(
+                [
+                    s.similarity_weight * c[2]
+                    - 0.5 * (math.dist(c[:2], expected) / s.framing_sigma_mm) ** 2
+                    for c in cands
+                ],
+                dtype=np.float64,
+            )
+            for cands, expected in zip(candidates, framing, strict=True)
         ]
         self.points = [
             np.array([(c[0], c[1]) for c in cands], dtype=np.float64).reshape(-1, 2)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 def similarity_maps(features: np.ndarray | torch.Tensor, vectors: np.ndarray) -> torch.Tensor:
@@ -23,11 +22,26 @@ def similarity_maps(features: np.ndarray | torch.Tensor, vectors: np.ndarray) ->
     return (refs @ grid.reshape(channels, rows * cols)).reshape(len(refs), rows, cols)
 
 
-def upsample(maps: torch.Tensor, factor: int) -> torch.Tensor:
-    """Bilinear, centre-aligned upsampling of (K, h, w) maps by an integer factor."""
+def _interpolation_taps(n_in: int, factor: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weight of centre-aligned linear interpolation, edges clamped (the
+    same as ``F.interpolate(..., mode="bilinear", align_corners=False)``)."""
+    source = np.clip((np.arange(n_in * factor) + 0.5) / factor - 0.5, 0, n_in - 1)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, n_in - 1)
+    return low, high, (source - low).astype(np.float32)
+
+
+def upsample(grid: np.ndarray, factor: int) -> np.ndarray:
+    """Bilinear, centre-aligned upsampling of one (h, w) map by an integer factor.
+
+    Element-wise gathers, not BLAS: on maps this small a threaded matrix product costs more in
+    thread hand-offs than in arithmetic."""
     if factor == 1:
-        return maps
-    return F.interpolate(maps[None], scale_factor=factor, mode="bilinear", align_corners=False)[0]
+        return grid
+    low, high, weight = _interpolation_taps(grid.shape[0], factor)
+    rows = grid[low] * (1 - weight)[:, None] + grid[high] * weight[:, None]
+    low, high, weight = _interpolation_taps(grid.shape[1], factor)
+    return (rows[:, low] * (1 - weight) + rows[:, high] * weight).astype(np.float32)
 
 
 def shifted_sum(maps: np.ndarray, offsets: np.ndarray, weights: np.ndarray) -> np.ndarray:
