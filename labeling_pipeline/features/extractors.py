@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import math
 import os
 import threading
@@ -67,8 +68,41 @@ _SHA256_CACHE: dict[tuple[str, int, int], str] = {}
 _SHA256_LOCK = threading.Lock()
 
 
+def _sha256_cache_file() -> Path:
+    """Where hashes of weight files persist between processes (each Dagster step is one)."""
+    base = os.environ.get("LABELING_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "labeling_pipeline"
+    )
+    return Path(base) / "weights_sha256.json"
+
+
+def _read_sha256_cache() -> dict[str, str]:
+    try:
+        data = json.loads(_sha256_cache_file().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_sha256_cache(key: str, value: str) -> None:
+    """Best effort (a read-only home only costs a re-hash); written atomically."""
+    path = _sha256_cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # entries of files that are gone (moved checkpoints, test files) are dropped
+        data = {k: v for k, v in _read_sha256_cache().items() if os.path.exists(k.split("|")[0])}
+        data[key] = value
+        temp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temp.write_text(json.dumps(data, indent=0, sort_keys=True), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError:
+        pass
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 (hex) of a file, cached per (path, size, mtime) so it is hashed once per process."""
+    """sha256 (hex) of a file, hashed once: cached per (path, size, mtime) in this process and
+    in a small JSON file under ``~/.cache/labeling_pipeline`` (LABELING_CACHE_DIR) across
+    processes. A changed file (size or mtime) is hashed again."""
     resolved = os.path.realpath(path)
     stat = os.stat(resolved)
     key = (resolved, stat.st_size, stat.st_mtime_ns)
@@ -76,11 +110,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         cached = _SHA256_CACHE.get(key)
     if cached is not None:
         return cached
-    digest = hashlib.sha256()
-    with open(resolved, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
+    text_key = f"{resolved}|{stat.st_size}|{stat.st_mtime_ns}"
+    value = _read_sha256_cache().get(text_key)
+    if not (isinstance(value, str) and len(value) == 64):
+        digest = hashlib.sha256()
+        with open(resolved, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        value = digest.hexdigest()
+        _write_sha256_cache(text_key, value)
     with _SHA256_LOCK:
         _SHA256_CACHE[key] = value
     return value
@@ -151,20 +189,31 @@ def _interpolation_matrix(
     return matrix.float()
 
 
-def combine_groups(groups: list[_Group], rows: int, cols: int, out_stride: int) -> torch.Tensor:
-    """Resample each group to the output grid, L2-normalise it per cell, scale by
-    ``1 / sqrt(n_groups)`` and concatenate: (B, sum C, ceil(rows/s), ceil(cols/s)) float32.
+#: Output rows resampled and normalised at a time: the block stays in cache between the
+#: matrix product, the norm and the scaling (one pass over memory instead of three).
+_ROW_BLOCK = 16
 
-    For inference (works in place on its outputs). The hypercolumn output is large (hundreds of
-    channels per cell) and this step is memory bound, so each group is written straight into
-    its slice of one preallocated output and normalised there: no concatenation copy.
+
+def combine_groups(
+    groups: list[_Group], rows: int, cols: int, out_stride: int
+) -> list[torch.Tensor]:
+    """Resample each group to the output grid, L2-normalise it per cell, scale by
+    ``1 / sqrt(n_groups)`` and concatenate: per image a (sum C, ceil(rows/s), ceil(cols/s))
+    float32 tensor. For inference (no autograd).
+
+    The hypercolumns are large (hundreds of channels per cell) and this step is memory bound,
+    so each image's output is allocated on its own (the allocator reuses freed blocks of that
+    size without new page faults) and filled block by block in cache.
     """
     n_rows, n_cols = math.ceil(rows / out_stride), math.ceil(cols / out_stride)
     weight = 1.0 / math.sqrt(len(groups))
     batch = int(groups[0].tensor.shape[0])
     device = groups[0].tensor.device
     total = sum(int(g.tensor.shape[1]) for g in groups)
-    out = torch.empty((batch, total, n_rows, n_cols), dtype=torch.float32, device=device)
+    outs = [
+        torch.empty((total, n_rows, n_cols), dtype=torch.float32, device=device)
+        for _ in range(batch)
+    ]
     first = 0
     for group in groups:
         tensor = group.tensor.float()
@@ -176,21 +225,28 @@ def combine_groups(groups: list[_Group], rows: int, cols: int, out_stride: int) 
             offset = offset + stride * (factor - 1) / 2.0
             stride = out_stride
         channels, (h, w) = int(tensor.shape[1]), tensor.shape[-2:]
-        target = out[:, first : first + channels]
-        first += channels
         if stride == out_stride and offset == (out_stride - 1) / 2.0:
             # Already on the output grid (e.g. ViT patches at the patch stride): just crop.
-            target.copy_(tensor[..., :n_rows, :n_cols])
+            by_rows, ax = tensor[..., :n_rows, :n_cols], None
         else:
-            # Separable bilinear resampling as two small matrix products (much faster on CPU
-            # than grid_sample for hundreds of channels), written into the output slice.
+            # Separable bilinear resampling as matrix products (much faster on CPU than
+            # grid_sample for hundreds of channels): rows first, on the small map, as one GEMM
+            # (reshape also turns a channels-last layout into row-major); columns per block.
             ay = _interpolation_matrix(n_rows, out_stride, stride, offset, h).to(device)
             ax = _interpolation_matrix(n_cols, out_stride, stride, offset, w).to(device)
-            for b in range(batch):
-                torch.matmul(ay, torch.matmul(tensor[b], ax.T), out=target[b])
-        norms = torch.linalg.vector_norm(target, dim=1, keepdim=True).clamp_min_(1e-6)
-        target.mul_(norms.reciprocal_().mul_(weight))
-    return out
+            by_rows = torch.matmul(tensor.transpose(-1, -2).reshape(-1, h), ay.T)
+            by_rows = by_rows.view(batch, channels, w, n_rows).transpose(-1, -2).contiguous()
+        for b in range(batch):
+            target = outs[b][first : first + channels]
+            for r0 in range(0, n_rows, _ROW_BLOCK):
+                r1 = min(n_rows, r0 + _ROW_BLOCK)
+                block = by_rows[b, :, r0:r1]
+                if ax is not None:
+                    block = torch.matmul(block, ax.T)
+                scale = block.square().sum(0, keepdim=True).sqrt_().clamp_min_(1e-6)
+                torch.mul(block, scale.reciprocal_().mul_(weight), out=target[:, r0:r1])
+        first += channels
+    return outs
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,9 +344,8 @@ class _TorchExtractor(FeatureExtractor):
                     with self._autocast():
                         groups = self._forward_groups(x)
                     features = combine_groups(groups, rows, cols, self.stride)
-                out = features.cpu().numpy()
-                for j, i in enumerate(chunk):
-                    results[i] = out[j]
+                for i, feature in zip(chunk, features, strict=True):
+                    results[i] = feature.cpu().numpy()
         return [r for r in results if r is not None]
 
 
@@ -817,6 +872,8 @@ def load_extractor(
     ViT default the patch size).
     """
     torch_device = torch.device(device) if device else default_device()
+    if torch_device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
     wants_random = weights == RANDOM_WEIGHTS
     if wants_random and not allow_random_weights:
         raise FeatureWeightsError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 
 import numpy as np
@@ -16,6 +17,7 @@ from labeling_pipeline.features.extractors import (
     _interpolation_matrix,
     combine_groups,
     efficientnet_lite0_classifier,
+    file_sha256,
     load_efficientnet_lite0_state_dict,
     load_extractor,
     resolve_open_clip_pretrained,
@@ -141,7 +143,9 @@ def test_combine_groups_matches_grid_sample_resampling():
     rng = torch.Generator().manual_seed(0)
     tensor = torch.randn(2, 5, 7, 9, generator=rng)
     out_stride, stride, offset = 4, 16, 15.0
-    combined = combine_groups([_Group(tensor.clone(), stride, offset)], 100, 130, out_stride)
+    combined = torch.stack(
+        combine_groups([_Group(tensor.clone(), stride, offset)], 100, 130, out_stride)
+    )
     rows, cols = combined.shape[-2:]
 
     def normalised(n, size):
@@ -259,3 +263,14 @@ def test_open_clip_timm_tower_resamples_positions_for_larger_inputs():
     )
     assert small.shape[1:] == (16, 16)
     assert large.shape[1:] == (24, 32)
+
+
+def test_file_sha256_is_cached_across_processes_and_notices_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELING_CACHE_DIR", str(tmp_path / "cache"))
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"abc")
+    assert file_sha256(weights) == hashlib.sha256(b"abc").hexdigest()
+    cached = json.loads((tmp_path / "cache" / "weights_sha256.json").read_text())
+    assert list(cached.values()) == [hashlib.sha256(b"abc").hexdigest()]
+    weights.write_bytes(b"abcd")  # new size and mtime: hashed again
+    assert file_sha256(weights) == hashlib.sha256(b"abcd").hexdigest()
