@@ -1,0 +1,116 @@
+"""Localization with the real feature extractor: the product's accuracy target on the real
+lumbar MRI (``<repo>/../shared/realdata/lumbar_mri_dev``) and a small check on generated
+phantoms. The extractor is loaded once for the module."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labeling_pipeline.anatomy import load_domain
+from labeling_pipeline.features.compute import compute_feature_maps
+from labeling_pipeline.features.extractors import load_extractor
+from labeling_pipeline.features.preprocess import PreparationSettings
+from labeling_pipeline.imaging.dicom import read_label_image
+from labeling_pipeline.imaging.image import LabelImage
+from labeling_pipeline.localization.evaluation import score_image, summarize
+from labeling_pipeline.localization.reference import build_template_reference
+from labeling_pipeline.localization.search import SearchSettings, localize
+from labeling_pipeline.localization.template import (
+    load_template_landmarks,
+    parse_template_landmarks,
+)
+from labeling_pipeline.synthetic import generate_cases, make_phantom
+from labeling_pipeline.synthetic.sample_data import TEMPLATE_LANDMARKS, template_params
+
+REAL_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "lumbar_mri_dev"
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return load_extractor()
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return load_domain("lumbar")
+
+
+@pytest.mark.slow
+def test_chain_meets_the_accuracy_target_on_real_lumbar_mri(extractor, domain):
+    if not (REAL_DIR / "truth.json").is_file():
+        pytest.skip(f"real data not available at {REAL_DIR.resolve()}")
+    truth = json.loads((REAL_DIR / "truth.json").read_text())
+    entries = list(truth.values())
+    images = [read_label_image(REAL_DIR / entry["file"], entry.get("frame")) for entry in entries]
+    template_image = read_label_image(REAL_DIR / "template" / "template.dcm")
+    template = load_template_landmarks(REAL_DIR / "template" / "landmarks.json")
+    template_map, *maps = compute_feature_maps(
+        [template_image, *images], extractor, PreparationSettings()
+    )
+    reference = build_template_reference(template_map, template, domain)
+    outcomes = []
+    for entry, image, fmap in zip(entries, images, maps, strict=True):
+        vertebrae = {
+            name: (p["x"], p["y"])
+            for name, p in entry["landmarks"].items()
+            if p["kind"] == "vertebra"
+        }
+        results = localize(fmap, reference, domain)  # default strategy: chain
+        outcomes += score_image(entry["file"], results, vertebrae, image.pixel_spacing_mm)
+    summary = summarize(outcomes)
+    assert len(entries) == 9 and summary.vertebrae == 45
+    assert summary.identified >= 0.97, summary
+    assert summary.confidently_wrong <= 0.01, summary
+    assert summary.ok_but_absent == 0, summary
+    assert summary.mean_error_mm < 3.0, summary
+
+
+def label_image(pixels: np.ndarray, spacing: tuple[float, float], number: int) -> LabelImage:
+    return LabelImage(
+        study_uid="1.2.826.0.1.3680043.8.498.1",
+        series_uid="1.2.826.0.1.3680043.8.498.1.1",
+        sop_instance_uid=f"1.2.826.0.1.3680043.8.498.1.1.{number}",
+        study_date="",
+        modality="MR",
+        pixels=np.asarray(pixels, dtype=np.float32),
+        pixel_spacing_mm=spacing,
+    )
+
+
+def test_chain_on_generated_phantoms_identifies_most_and_beats_plain(extractor, domain):
+    template_phantom = make_phantom(template_params(seed=7))
+    cases = generate_cases(4, seed=11)  # ordinary cases: no forced hard settings
+    images = [
+        label_image(p.pixels, p.pixel_spacing_mm, i)
+        for i, p in enumerate([template_phantom, *cases])
+    ]
+    template_map, *maps = compute_feature_maps(images, extractor, PreparationSettings())
+    template = parse_template_landmarks(
+        {
+            "region": "lumbar",
+            "landmarks": [
+                {"name": name, "kind": kind, "x": x, "y": y}
+                for name in TEMPLATE_LANDMARKS
+                for x, y, kind in [template_phantom.landmarks[name]]
+            ],
+        }
+    )
+    reference = build_template_reference(template_map, template, domain)
+    summaries = {}
+    for strategy in ("plain", "chain"):
+        outcomes = []
+        for i, (phantom, fmap) in enumerate(zip(cases, maps, strict=True)):
+            truth = {
+                n: (x, y) for n, (x, y, kind) in phantom.landmarks.items() if kind == "vertebra"
+            }
+            results = localize(fmap, reference, domain, SearchSettings(strategy=strategy))
+            outcomes += score_image(f"case{i}", results, truth, phantom.pixel_spacing_mm)
+        summaries[strategy] = summarize(outcomes)
+    assert summaries["chain"].vertebrae >= 20
+    assert summaries["chain"].identified >= 0.75, summaries
+    assert summaries["chain"].identified >= summaries["plain"].identified, summaries
+    assert summaries["chain"].confidently_wrong <= summaries["plain"].confidently_wrong, summaries
