@@ -595,6 +595,16 @@ class ChainSolver:
         unary = [u.copy() for u in self.unary]
         if banned is not None:
             unary[banned[0]][banned[1]] = -np.inf
+        # Vertebrae may be left out beyond an end only if they are out of view: one template
+        # step beyond the end candidate must fall outside the image (or within border_mm of
+        # its edge). That depends only on the end candidates, so it is exact to apply it here.
+        for end_index, beyond in ((start, start - 1), (end, end + 1)):
+            if not 0 <= beyond < len(self.names) or self.names[beyond] in self.optional:
+                continue
+            tx, ty = self.template_vector(self.names[end_index], self.names[beyond])
+            for j, (x, y) in enumerate(self.points[end_index]):
+                if self.inside(x + tx, y + ty):
+                    unary[end_index][j] = -np.inf
         if start == end:
             j = int(np.argmax(unary[start])) if len(unary[start]) else None
             score = float(unary[start][j]) if j is not None else -np.inf
@@ -621,23 +631,6 @@ class ChainSolver:
         path.reverse()
         return ChainChoice(score, path)
 
-    def _ends_may_be_missing(self, assignment: list[int | None]) -> bool:
-        """Vertebrae left out at an end must be out of view: one template step beyond the
-        chain's end (where the next one would be) lies within ``border_mm`` of the image edge
-        or outside it. Otherwise a poorly matching vertebra in plain view would be dropped."""
-        present = [i for i, a in enumerate(assignment) if a is not None]
-        if not present:
-            return True
-        first, last = present[0], present[-1]
-        for end, beyond in ((first, first - 1), (last, last + 1)):
-            if not 0 <= beyond < len(self.names) or self.names[beyond] in self.optional:
-                continue
-            x, y = self.points[end][assignment[end]]
-            tx, ty = self.template_vector(self.names[end], self.names[beyond])
-            if self.inside(x + tx, y + ty):
-                return False
-        return True
-
     def _best(self, banned: tuple[int, int] | None = None) -> ChainChoice:
         n = len(self.names)
         options = []
@@ -650,10 +643,7 @@ class ChainSolver:
                 options.append(
                     ChainChoice(score, [None] * start + part.assignment + [None] * (n - end - 1))
                 )
-        for option in sorted(options, key=lambda o: -o.score):
-            if self._ends_may_be_missing(option.assignment):
-                return option
-        return ChainChoice(-math.inf, [None] * n)
+        return max(options, key=lambda o: o.score, default=ChainChoice(-math.inf, [None] * n))
 
     def best(self) -> ChainChoice:
         return self._best()

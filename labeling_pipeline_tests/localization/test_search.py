@@ -221,21 +221,13 @@ def test_chain_recovers_from_the_decoy(reference, domain):
 
 L1_OUT = fp.cropped(ORDINARY, top=22)  # the top 88 mm cut away: L1 (centre 15 mm out) and above
 S1_OUT = fp.cropped(ORDINARY, bottom=12)  # the bottom 48 mm cut away: S1 (centre 14 mm out)
-SOLVER_BUG = (
-    "ChainSolver._best keeps only the best assignment of each (start, end) span and then drops "
-    "it when _ends_may_be_missing refuses it, never trying the span's next-best assignment: a "
-    "valid chain that scores higher is lost (best_without(i, c) > best), and the chain shifted "
-    "by one level (S1 on L5, L5 on L4, ...) is returned"
-)
 
 
 @pytest.mark.parametrize(
     ("layout", "absent"),
     [
         pytest.param(L1_OUT, "L1", id="L1-out"),
-        pytest.param(
-            S1_OUT, "S1", id="S1-out", marks=pytest.mark.xfail(strict=True, reason=SOLVER_BUG)
-        ),
+        pytest.param(S1_OUT, "S1", id="S1-out"),
     ],
 )
 def test_chain_flags_a_vertebra_out_of_view_and_places_the_rest(layout, absent, reference, domain):
@@ -255,7 +247,6 @@ def test_chain_flags_a_vertebra_out_of_view_and_places_the_rest(layout, absent, 
             assert nearest_body(layout, by_name[name])[0] == name
 
 
-@pytest.mark.xfail(strict=True, reason=SOLVER_BUG)
 def test_chain_solver_best_is_never_beaten_by_a_restricted_chain(reference, domain):
     # The solver as Localizer.chain sets it up.
     localizer = Localizer(fp.render(S1_OUT), reference, domain, SearchSettings())
@@ -339,12 +330,7 @@ NO_INTERIOR_GAPS = (
 @pytest.mark.parametrize(
     "absent",
     [
-        # With the end conditions applied inside ChainSolver._solve this case is flagged instead.
-        pytest.param(
-            ("L3",),
-            id="L3",
-            marks=pytest.mark.xfail(strict=True, reason=f"{SOLVER_BUG}; {NO_INTERIOR_GAPS}"),
-        ),
+        pytest.param(("L3",), id="L3"),
         pytest.param(
             ("L2",), id="L2", marks=pytest.mark.xfail(strict=True, reason=NO_INTERIOR_GAPS)
         ),
