@@ -55,6 +55,7 @@ class SearchSettings:
     turn_sigma_deg: float = 15.0  # change of direction between consecutive steps
     missing_fraction: float = 0.75  # a vertebra out of view costs as much as a match of
     # this share of the image's typical best score
+    gap_fraction: float = 0.5  # an inner vertebra left as a gap scores this share of typical
     border_mm: float = 8.0  # a centre closer than this to the edge shows too little of the body
     # Confidence = logistic(slope * margin + offset), the margin being how much better the best
     # chain scores than the best chain that places the vertebra elsewhere. Fitted (logistic
@@ -409,7 +410,8 @@ class Localizer:
         return _step(before.position, located[previous].position)[1]
 
     # ----- the globally consistent chain ---------------------------------------------------
-    def chain(self) -> dict[str, Located]:
+    def chain_solver(self) -> ChainSolver:
+        """The chain problem of this image: candidates per chain vertebra and their scores."""
         names = self.reference.chain
         s = self.settings
         candidates = [
@@ -418,7 +420,21 @@ class Localizer:
         ]
         typical = float(np.median([c[0][2] for c in candidates if c]))
         missing_unary = s.similarity_weight * s.missing_fraction * typical
-        solver = ChainSolver(self, names, candidates, missing_unary)
+        # An inner vertebra that matches nowhere (fracture, artefact) must not force the chain
+        # to shift by a level: it may instead take a gap, one template step on from each
+        # candidate below it, at the price of a poor match; a gap is flagged, never labelled.
+        for i in range(1, len(names) - 1):
+            if names[i] in self.vertebrae:
+                tx, ty = self._template_step_vector(names[i - 1], names[i])
+                candidates[i] = candidates[i] + [
+                    (x + tx, y + ty, math.nan) for x, y, v in candidates[i - 1] if math.isfinite(v)
+                ]
+        return ChainSolver(self, names, candidates, missing_unary, s.gap_fraction * typical)
+
+    def chain(self) -> dict[str, Located]:
+        s = self.settings
+        solver = self.chain_solver()
+        names, candidates = solver.names, solver.candidates
         best = solver.best()
         located: dict[str, Located] = {}
         for i, name in enumerate(names):
@@ -433,6 +449,14 @@ class Localizer:
                 )
                 continue
             x_mm, y_mm, score = candidates[i][choice]
+            if not math.isfinite(score):
+                located[name] = Located(
+                    None,
+                    status=NEEDS_REVIEW,
+                    reason="no match where the chain expects it: the vertebra may be unusual "
+                    "(fracture, artefact) or out of the imaging plane",
+                )
+                continue
             margin = best.score - solver.best_without(i, choice).score
             logit = s.confidence_slope * margin + s.confidence_offset
             confidence = 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
@@ -539,7 +563,9 @@ class ChainSolver:
     so that the turn between consecutive steps is scored exactly. Vertebrae may be missing
     only at the ends of the chain (outside the field of view)."""
 
-    def __init__(self, localizer: Localizer, names, candidates, missing_unary: float):
+    def __init__(
+        self, localizer: Localizer, names, candidates, missing_unary: float, gap_score: float
+    ):
         s = localizer.settings
         self.names = names
         self.candidates = candidates
@@ -553,7 +579,7 @@ class ChainSolver:
         self.unary = [
             np.array(
                 [
-                    s.similarity_weight * c[2]
+                    s.similarity_weight * (c[2] if math.isfinite(c[2]) else gap_score)
                     - 0.5 * (math.dist(c[:2], expected) / s.framing_sigma_mm) ** 2
                     for c in cands
                 ],
