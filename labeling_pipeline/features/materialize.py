@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from labeling_pipeline.features.compute import (
@@ -52,12 +53,24 @@ def materialize_features(
             report.reused.append(image.sop_instance_uid)
         else:
             todo.append((image, fingerprint))
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        maps = compute_feature_maps([i for i, _ in chunk], extractor, preparation, batch_size)
+
+    def write_all(chunk: list[tuple[LabelImage, str]], maps: list) -> None:
         for (image, fingerprint), fmap in zip(chunk, maps, strict=True):
             store.write(partition_key, image.sop_instance_uid, fmap, fingerprint)
             report.computed.append(image.sop_instance_uid)
+
+    # Writing (float16 conversion, compression, files) of one batch overlaps the extraction of
+    # the next; at most one batch waits, which bounds memory. Errors surface via result().
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-store") as writer:
+        pending: Future[None] | None = None
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            maps = compute_feature_maps([i for i, _ in chunk], extractor, preparation, batch_size)
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(write_all, chunk, maps)
+        if pending is not None:
+            pending.result()
     if remove_stale:
         wanted = set(keys)
         for key in store.image_keys(partition_key):
