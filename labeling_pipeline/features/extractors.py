@@ -213,11 +213,6 @@ def _interpolation_matrix(
     return matrix.float()
 
 
-#: Output rows resampled and normalised at a time: the block stays in cache between the
-#: matrix product, the norm and the scaling (one pass over memory instead of three).
-_ROW_BLOCK = 16
-
-
 def combine_groups(
     groups: list[_Group], rows: int, cols: int, out_stride: int
 ) -> list[torch.Tensor]:
@@ -225,9 +220,10 @@ def combine_groups(
     ``1 / sqrt(n_groups)`` and concatenate: per image a (sum C, ceil(rows/s), ceil(cols/s))
     float32 tensor. For inference (no autograd).
 
-    The hypercolumns are large (hundreds of channels per cell) and this step is memory bound,
-    so each image's output is allocated on its own (the allocator reuses freed blocks of that
-    size without new page faults) and filled block by block in cache.
+    The hypercolumns are large (hundreds of channels per cell), so each image's output is
+    allocated on its own (below glibc's mmap threshold the allocator reuses freed blocks without
+    new page faults) and every group is resampled, normalised and written into its slice
+    without intermediate concatenation.
     """
     n_rows, n_cols = math.ceil(rows / out_stride), math.ceil(cols / out_stride)
     weight = 1.0 / math.sqrt(len(groups))
@@ -255,20 +251,17 @@ def combine_groups(
         else:
             # Separable bilinear resampling as matrix products (much faster on CPU than
             # grid_sample for hundreds of channels): rows first, on the small map, as one GEMM
-            # (reshape also turns a channels-last layout into row-major); columns per block.
+            # (reshape also turns a channels-last layout into row-major), then columns.
             ay = _interpolation_matrix(n_rows, out_stride, stride, offset, h).to(device)
             ax = _interpolation_matrix(n_cols, out_stride, stride, offset, w).to(device)
             by_rows = torch.matmul(tensor.transpose(-1, -2).reshape(-1, h), ay.T)
             by_rows = by_rows.view(batch, channels, w, n_rows).transpose(-1, -2).contiguous()
         for b in range(batch):
-            target = outs[b][first : first + channels]
-            for r0 in range(0, n_rows, _ROW_BLOCK):
-                r1 = min(n_rows, r0 + _ROW_BLOCK)
-                block = by_rows[b, :, r0:r1]
-                if ax is not None:
-                    block = torch.matmul(block, ax.T)
-                scale = block.square().sum(0, keepdim=True).sqrt_().clamp_min_(1e-6)
-                torch.mul(block, scale.reciprocal_().mul_(weight), out=target[:, r0:r1])
+            block = by_rows[b] if ax is None else torch.matmul(by_rows[b], ax.T)
+            scale = block.square().sum(0, keepdim=True).sqrt_().clamp_min_(1e-6)
+            torch.mul(
+                block, scale.reciprocal_().mul_(weight), out=outs[b][first : first + channels]
+            )
         first += channels
     return outs
 
