@@ -730,7 +730,11 @@ def _block_layers(depth: int, layers: tuple[int, ...] | None, name: str) -> tupl
 
 
 class _OpenClipViT(_TowerAdapter):
-    """open_clip's ``VisionTransformer``: learned absolute positions, one class token."""
+    """open_clip's ``VisionTransformer``: learned absolute positions, one class token.
+
+    The resampled positional embedding is swapped in for the duration of each forward, so one
+    extractor must not be used from several threads at once (each process has its own).
+    """
 
     def __init__(self, model_name: str, visual: torch.nn.Module) -> None:
         self.name = f"open_clip:{model_name}"
@@ -758,12 +762,14 @@ class _OpenClipViT(_TowerAdapter):
         if key not in self._pos_cache:
             from timm.layers import resample_abs_pos_embed
 
-            self._pos_cache[key] = resample_abs_pos_embed(
-                original.detach().unsqueeze(0),
-                new_size=list(grid),
-                old_size=list(self.train_grid),
-                num_prefix_tokens=1,
-            )[0]
+            # In float32 even when called under CUDA autocast: it is computed once per size.
+            with torch.autocast(original.device.type, enabled=False):
+                self._pos_cache[key] = resample_abs_pos_embed(
+                    original.detach().float().unsqueeze(0),
+                    new_size=list(grid),
+                    old_size=list(self.train_grid),
+                    num_prefix_tokens=1,
+                )[0].to(original.dtype)
         return self._pos_cache[key]
 
     def forward_groups(
