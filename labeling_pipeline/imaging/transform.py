@@ -36,7 +36,7 @@ class PixelTransform:
         return (x - self.offset_x) / self.scale_x, (y - self.offset_y) / self.scale_y
 
     def then(self, outer: PixelTransform) -> PixelTransform:
-        """Compose: apply ``self`` (grid to intermediate), then ``outer`` (intermediate to original)."""
+        """Compose: ``self`` (grid to intermediate), then ``outer`` (intermediate to original)."""
         return PixelTransform(
             scale_x=self.scale_x * outer.scale_x,
             scale_y=self.scale_y * outer.scale_y,

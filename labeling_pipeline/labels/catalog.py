@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.imaging.dicom import CATALOG_COLUMNS, CATALOG_INT_COLUMNS, catalog_to_frame
-from labeling_pipeline.labels.atomic import atomic_write
 
 CATALOG_ARROW_SCHEMA = pa.schema(
     [

@@ -19,8 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.imaging.image import LabelImage
-from labeling_pipeline.labels.atomic import atomic_write
 from labeling_pipeline.labels.schema import (
     EXTRA_COLUMNS,
     LABEL_ARROW_SCHEMA,

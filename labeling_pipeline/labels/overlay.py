@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.imaging.image import LabelImage
-from labeling_pipeline.labels.atomic import atomic_write
 from labeling_pipeline.localization.result import OK, LandmarkResult
 
 OK_COLOUR = (40, 210, 60)

@@ -21,8 +21,6 @@ Files are written atomically (temporary file in the same folder, then ``os.repla
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
+from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.synthetic.phantom import Phantom, slice_offsets_mm
 
 #: Namespace mixed into every UID's entropy so synthetic UIDs never collide with other tools'.
@@ -169,17 +168,8 @@ def _check_pixels(pixels: np.ndarray) -> np.ndarray:
 
 
 def _save(ds: Dataset, path: Path) -> None:
-    """Write ``ds`` to ``path`` atomically (temporary file + os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            ds.save_as(handle, enforce_file_format=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``ds`` to ``path`` atomically."""
+    atomic_write(path, lambda temporary: ds.save_as(temporary, enforce_file_format=True))
 
 
 def write_single_frame(phantom: Phantom, path: Path, study: StudyInfo) -> WrittenImage:

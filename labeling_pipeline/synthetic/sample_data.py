@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.synthetic.dicom_writer import (
     StudyInfo,
     WrittenImage,
@@ -72,17 +73,8 @@ class CaseSpec:
 
 def write_json(path: Path, document: Any) -> None:
     """Write ``document`` as indented JSON, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(document, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = json.dumps(document, indent=1) + "\n"
+    atomic_write(path, lambda temporary: temporary.write_text(text))
 
 
 def _landmark_doc(phantom: Phantom) -> dict[str, dict[str, Any]]:
