@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 
 from labeling_pipeline.defs.settings import (
+    CONTEXT_ENV,
     DEFAULT_FEATURE_MODEL,
     FEATURE_MODEL_ENV,
     FEATURE_WEIGHTS_ENV,
@@ -26,6 +27,7 @@ from labeling_pipeline.defs.settings import (
 )
 from labeling_pipeline.features.extractors import FeatureExtractor, load_extractor
 from labeling_pipeline.features.preprocess import PreparationSettings
+from labeling_pipeline.localization.reference import ReferenceSettings
 
 
 class PipelineConfig(dg.ConfigurableResource):
@@ -34,11 +36,14 @@ class PipelineConfig(dg.ConfigurableResource):
     ``data_dir`` / ``output_dir``: unset means ``LABELING_DATA_DIR`` (default ``data``) and
     ``LABELING_OUTPUT_DIR`` (default ``data/outputs``). ``localization_strategy``: unset means
     ``LABELING_LOCALIZATION_STRATEGY``, else the localization package's default.
+    ``reference_context_mm``: radius (mm) of the template neighbourhood that makes up each
+    landmark's reference; unset means ``LABELING_CONTEXT_MM``, else the package default.
     """
 
     data_dir: str | None = None
     output_dir: str | None = None
     localization_strategy: str | None = None
+    reference_context_mm: float | None = None
 
     def paths(self) -> PipelinePaths:
         """Absolute input and output locations for this run."""
@@ -47,6 +52,20 @@ class PipelineConfig(dg.ConfigurableResource):
     def strategy(self) -> str | None:
         """The localization strategy name, or ``None`` for the library default."""
         return resolve_setting(self.localization_strategy, STRATEGY_ENV, None)
+
+    def reference_settings(self) -> ReferenceSettings:
+        """How template references are built (context size from config or environment)."""
+        explicit = None if self.reference_context_mm is None else str(self.reference_context_mm)
+        value = resolve_setting(explicit, CONTEXT_ENV, None)
+        if value is None:
+            return ReferenceSettings()
+        try:
+            context_mm = float(value)
+        except ValueError as error:
+            raise ValueError(f"{CONTEXT_ENV} must be a number of mm, got {value!r}") from error
+        if not context_mm > 0:
+            raise ValueError(f"{CONTEXT_ENV} must be positive, got {value!r}")
+        return ReferenceSettings(context_mm=context_mm)
 
 
 class FeatureModelConfig(dg.ConfigurableResource):

@@ -89,3 +89,22 @@ def test_io_manager_round_trips_partitioned_and_unpartitioned_values(tmp_path: P
 def test_io_manager_names_what_to_materialize_when_a_value_is_missing(tmp_path: Path) -> None:
     with pytest.raises(dg.Failure, match="template_reference has not been materialized"):
         _manager(tmp_path).load_input(dg.build_input_context(asset_key="template_reference"))
+
+
+def test_reference_context_comes_from_config_then_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from labeling_pipeline.defs.resources import PipelineConfig
+    from labeling_pipeline.localization.reference import ReferenceSettings
+
+    monkeypatch.delenv("LABELING_CONTEXT_MM", raising=False)
+    assert PipelineConfig().reference_settings() == ReferenceSettings()
+    monkeypatch.setenv("LABELING_CONTEXT_MM", "32")
+    assert PipelineConfig().reference_settings().context_mm == 32.0
+    assert PipelineConfig(reference_context_mm=16.0).reference_settings().context_mm == 16.0
+    monkeypatch.setenv("LABELING_CONTEXT_MM", "wide")
+    with pytest.raises(ValueError, match="LABELING_CONTEXT_MM"):
+        PipelineConfig().reference_settings()
+    monkeypatch.setenv("LABELING_CONTEXT_MM", "-4")
+    with pytest.raises(ValueError, match="positive"):
+        PipelineConfig().reference_settings()

@@ -64,7 +64,12 @@ def template_reference(
     load_seconds = time.perf_counter() - started
     started = time.perf_counter()
     [feature_map] = compute_feature_maps([image], extractor, feature_model.preparation())
-    reference = build_template_reference(feature_map, landmarks, domain)
+    try:
+        reference = build_template_reference(
+            feature_map, landmarks, domain, pipeline.reference_settings()
+        )
+    except (TemplateError, ValueError) as error:
+        raise dg.Failure(f"the template reference cannot be built: {error}") from error
     seconds = time.perf_counter() - started
     context.log.info(
         f"template reference: {len(landmarks.landmarks)} landmarks ({landmarks.region}), "
