@@ -377,3 +377,50 @@ def test_template_landmarks_must_fit_domain_and_image(name, kind, x, y, message,
         build_template_reference(
             template_map, TemplateLandmarks("lumbar", (*landmarks, bad)), domain
         )
+
+
+# --- cervical: the first landmark (C2) lies mid-chain, so the search runs both ways ----------
+
+CERVICAL_NAMES = dict(zip(fp.SPINE, ("T1", "C7", "C6", "C5", "C4", "C3", "C2", "C1"), strict=False))
+
+
+def _cervical(layout: fp.SpineLayout) -> dict[str, tuple[float, float]]:
+    """The layout's bodies under cervical names (the sacrum channel marks T1)."""
+    return {
+        CERVICAL_NAMES[n]: fp.to_pixels(*c)
+        for n, c in layout.centres_mm().items()
+        if n in CERVICAL_NAMES and layout.in_view(*c)
+    }
+
+
+@pytest.mark.parametrize("strategy", ["chain", "adaptive", "restricted"])
+def test_cervical_template_is_searched_from_c2_both_ways(strategy):
+    from labeling_pipeline.localization.template import TemplateLandmark
+
+    cervical = load_domain("cervical")
+    small = {"rows": 48, "cols": 40, "spacing_mm": 19.0, "turn_deg": 4.0}
+    template_layout = fp.SpineLayout(s1_mm=(80.0, 176.0), seed=31, **small)
+    target_layout = fp.SpineLayout(s1_mm=(74.0, 170.0), seed=32, tilt_deg=6.0, **small)
+    positions = _cervical(template_layout)
+    names = ("C2", "C3", "C4", "C5", "C6", "C7")
+    landmarks = TemplateLandmarks(
+        "cervical", tuple(TemplateLandmark(n, "vertebra", *positions[n]) for n in names)
+    )
+    reference = build_template_reference(fp.render(template_layout), landmarks, cervical)
+    results = localize(
+        fp.render(target_layout), reference, cervical, SearchSettings(strategy=strategy)
+    )
+    if strategy == "chain":
+        outcomes = score_image("cervical", results, _cervical(target_layout), SPACING)
+        assert [o.outcome for o in outcomes] == ["identified"] * len(names), outcomes
+    else:
+        # Here every body looks alike (C2 has no dens), so the published strategies may start
+        # on a neighbour of C2; what must hold is that they walk down from C2 to C7 in order.
+        found = [r for r in results if r.found]
+        assert len(found) >= 4 and all(r.reason for r in results if not r.found)
+        assert [r.y for r in found] == sorted(r.y for r in found)
+        # Each step from the next lower vertebra (C7, the lowest, has none) is one level.
+        for upper, lower in zip(results, results[1:], strict=False):
+            if upper.found and lower.found:
+                pair = cervical.pair(lower.name, upper.name)
+                assert pair.min_mm <= upper.distance_to_previous_mm <= pair.max_mm, upper
