@@ -40,8 +40,12 @@ def env(source_data: Path, tmp_path: Path):
 
 
 def _tick(env: SimpleNamespace):
-    context = dg.build_sensor_context(instance=env.instance, resources={"pipeline": env.pipeline})
-    return new_study_sensor(context)
+    # Closed at once: an evaluation context left open holds the instance's state storage
+    # context, and garbage-collecting it later restores a dead instance's storage as current.
+    with dg.build_sensor_context(
+        instance=env.instance, resources={"pipeline": env.pipeline}
+    ) as context:
+        return new_study_sensor(context)
 
 
 def _catalog(env: SimpleNamespace) -> None:
@@ -99,15 +103,14 @@ def test_current_catalog_gives_one_label_run_per_incoming_study(env: SimpleNames
 
 
 def test_nightly_schedule_relabels_every_incoming_study(env: SimpleNamespace) -> None:
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(
         instance=env.instance,
         scheduled_execution_time=datetime.datetime(2026, 9, 5, 2, 0),
         resources={"pipeline": env.pipeline},
-    )
-    assert isinstance(nightly_relabel_schedule(context), dg.SkipReason)  # no catalog yet
-
-    _catalog(env)
-    requests = nightly_relabel_schedule(context)
+    ) as context:
+        assert isinstance(nightly_relabel_schedule(context), dg.SkipReason)  # no catalog yet
+        _catalog(env)
+        requests = nightly_relabel_schedule(context)
     catalog = read_catalog(Path(env.pipeline.output_dir) / "catalog.parquet")
     incoming = sorted(set(catalog[catalog["source"] == "incoming"]["partition_key"]))
     assert [r.partition_key for r in requests] == incoming
