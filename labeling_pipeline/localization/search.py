@@ -271,7 +271,7 @@ class Localizer:
         (x0, y0), (x1, y1) = (self.reference.positions_mm[n] for n in (step_from, step_to))
         return x1 - x0, y1 - y0
 
-    def _located(self, name: str, x: int, y: int, score: float, **extra) -> Located:
+    def _located(self, x: int, y: int, score: float, **extra) -> Located:
         return Located(self.space.to_mm(x, y), score, **extra)
 
     # ----- strategies ------------------------------------------------------------------
@@ -279,7 +279,7 @@ class Localizer:
         found = {}
         for ref in self.reference.labelled():
             x, y, score = _argmax(self.space.score_map(ref.name))
-            found[ref.name] = self._located(ref.name, x, y, score)
+            found[ref.name] = self._located(x, y, score)
         return found
 
     def sequential(self, region_for) -> dict[str, Located]:
@@ -290,7 +290,7 @@ class Localizer:
             if previous is None:
                 x, y, score = _argmax(self.space.score_map(name), self._default_region(name))
                 if math.isfinite(score):
-                    located[name] = self._located(name, x, y, score)
+                    located[name] = self._located(x, y, score)
                 else:
                     located[name] = Located(
                         None, status=NEEDS_REVIEW, reason="default search region is empty"
@@ -323,7 +323,7 @@ class Localizer:
             return Located(
                 None, status=NEEDS_REVIEW, reason="nothing of the image is left to search"
             )
-        return self._located(name, x, y, score)
+        return self._located(x, y, score)
 
     def _restricted_mask(self, name: str, previous: str, origin: tuple[float, float]) -> np.ndarray:
         """Process 800: positions within the domain's distance and angle range of ``origin``."""
@@ -349,7 +349,7 @@ class Localizer:
                 status=NEEDS_REVIEW,
                 reason=f"the region allowed from {previous} lies outside the image",
             )
-        return self._located(name, x, y, score)
+        return self._located(x, y, score)
 
     def _adaptive_region(self, name: str, previous: str, located: dict[str, Located]) -> Located:
         """Process 900: grow a region around the expected position until the best match in it
@@ -507,7 +507,7 @@ class Localizer:
                     NEEDS_REVIEW,
                     f"adjacent vertebra {', '.join(doubtful)} needs review",
                 )
-            found[disc] = self._located(disc, x, y, score, status=status, reason=reason)
+            found[disc] = self._located(x, y, score, status=status, reason=reason)
         return found
 
     def _disc_expectation(self, disc, lower, upper, located, anchors):
@@ -702,6 +702,7 @@ def _results(localizer: Localizer, located: dict[str, Located]) -> list[Landmark
     order = {name: domain.rank(name) for name in reference.vertebrae}
     for disc, (_upper, lower) in reference.discs.items():
         order[disc] = domain.rank(lower) + 0.5
+    kinds = {ref.name: ref.kind for ref in reference.landmarks}
     results = []
     for ref in reference.labelled():
         item = located[ref.name]
@@ -711,11 +712,7 @@ def _results(localizer: Localizer, located: dict[str, Located]) -> list[Landmark
             x, y = space.to_original(sx, sy)
         distance = angle = math.nan
         same_kind = sorted(
-            (
-                n
-                for n in order
-                if reference.by_name()[n].kind == ref.kind and order[n] < order[ref.name]
-            ),
+            (n for n in order if kinds[n] == ref.kind and order[n] < order[ref.name]),
             key=order.get,
         )
         if same_kind and item.position is not None:
