@@ -169,9 +169,13 @@ def run_pipeline(
     # Imported here, not at the top: Dagster and torch take seconds to import, and argument
     # errors and --help should not wait for them.
     from labeling_pipeline.definitions import defs
-    from labeling_pipeline.defs.ingestion.assets import dicom_catalog, labelled_partition_keys
+    from labeling_pipeline.defs.ingestion.assets import dicom_catalog
     from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
-    from labeling_pipeline.imaging.dicom import REJECTED, catalog_to_frame
+    from labeling_pipeline.imaging.dicom import (
+        CatalogOutcome,
+        catalog_to_frame,
+        labelled_partition_keys,
+    )
     from labeling_pipeline.labels.catalog import read_catalog
     from labeling_pipeline.labels.dataset import read_labels_partition
 
@@ -190,7 +194,7 @@ def run_pipeline(
         scanned = prepare.is_node_success(dicom_catalog_name)
         catalog = read_catalog(paths.catalog_path) if scanned else catalog_to_frame([])
         summary.files_seen = len(catalog)
-        rejected = catalog[catalog["outcome"] == REJECTED]
+        rejected = catalog[catalog["outcome"] == CatalogOutcome.REJECTED]
         summary.rejected_files = len(rejected)
         summary.rejections = {
             str(k): int(v) for k, v in rejected["reason_code"].value_counts().items()

@@ -7,12 +7,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from labeling_pipeline.defs.ingestion.assets import study_digest
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.resources import FeatureModelConfig, PipelineConfig
 from labeling_pipeline.features.materialize import materialize_features
 from labeling_pipeline.features.store import FeatureStore
-from labeling_pipeline.imaging.dicom import LABELLED, DicomValidationError, read_label_image
+from labeling_pipeline.imaging.dicom import (
+    CatalogOutcome,
+    DicomValidationError,
+    read_label_image,
+    study_digest,
+)
 from labeling_pipeline.imaging.image import LabelImage
 
 
@@ -31,7 +35,10 @@ class StudyImages:
 
 def labelled_rows(catalog: pd.DataFrame, partition_key: str) -> pd.DataFrame:
     """The catalog rows of the images to label in one study, one per SOP instance."""
-    rows = catalog[(catalog["outcome"] == LABELLED) & (catalog["partition_key"] == partition_key)]
+    rows = catalog[
+        (catalog["outcome"] == CatalogOutcome.LABELLED)
+        & (catalog["partition_key"] == partition_key)
+    ]
     return rows.sort_values("path", kind="stable").drop_duplicates("sop_instance_uid")
 
 

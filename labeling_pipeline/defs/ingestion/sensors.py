@@ -9,11 +9,10 @@ incoming study whose files differ from those its labels were made from.
 
 import dagster as dg
 
-from labeling_pipeline.defs.ingestion.assets import labelled_partition_keys, study_digest
-from labeling_pipeline.defs.ingestion.listing import tree_fingerprint
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
 from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.imaging.dicom import labelled_partition_keys, study_digest, tree_fingerprint
 from labeling_pipeline.labels.catalog import read_catalog
 
 CATALOG_KEY = dg.AssetKey("dicom_catalog")

@@ -7,10 +7,10 @@ reused, so a night without changes costs little more than the localization itsel
 
 import dagster as dg
 
-from labeling_pipeline.defs.ingestion.assets import labelled_partition_keys
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.jobs import label_study_job
 from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.imaging.dicom import labelled_partition_keys
 from labeling_pipeline.labels.catalog import read_catalog
 
 

@@ -9,11 +9,12 @@ from types import SimpleNamespace
 import dagster as dg
 import pytest
 
-from labeling_pipeline.defs.ingestion.assets import dicom_catalog, study_digest
+from labeling_pipeline.defs.ingestion.assets import dicom_catalog
 from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
 from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
 from labeling_pipeline.defs.labels.schedules import nightly_relabel_schedule
 from labeling_pipeline.defs.resources import IntermediateIOManager, PipelineConfig
+from labeling_pipeline.imaging.dicom import study_digest
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.synthetic.sample_data import build_dataset
 

@@ -1,4 +1,5 @@
-"""DICOM ingestion: validation, choice of the labelled image, catalog, pseudonyms."""
+"""Scanning a data directory: validation, choice of the labelled image, catalog rows,
+pseudonyms."""
 
 from __future__ import annotations
 
@@ -16,11 +17,9 @@ from pydicom.uid import JPEGBaseline8Bit, generate_uid
 
 from labeling_pipeline.imaging import dicom
 from labeling_pipeline.imaging.dicom import (
-    ACCEPTED,
-    LABELLED,
-    REJECTED,
+    CatalogOutcome,
     DicomValidationError,
-    image_key,
+    RejectionReason,
     partition_key,
     pseudonymize,
     read_label_image,
@@ -28,9 +27,9 @@ from labeling_pipeline.imaging.dicom import (
     scan_dicom_tree,
 )
 
-from .dicom_files import make_dataset, set_pixels, slice_pixels, write, write_series
+from ..dicom_files import make_dataset, set_pixels, slice_pixels, write, write_series
 
-REAL_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "lumbar_mri_dev"
+REAL_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "realdata" / "lumbar_mri_dev"
 
 
 def _row(frame, path: str) -> dict:
@@ -55,7 +54,11 @@ def test_single_frame_is_labelled_itself(tmp_path: Path) -> None:
     assert image.source_files == ["incoming/a/b/img"]
 
     row = _row(result.catalog_frame(), "incoming/a/b/img")
-    assert row["outcome"] == LABELLED and row["source"] == "incoming" and row["reason"] == ""
+    assert (
+        row["outcome"] == CatalogOutcome.LABELLED
+        and row["source"] == "incoming"
+        and row["reason"] == ""
+    )
     data = (tmp_path / "incoming" / "a" / "b" / "img").read_bytes()
     assert row["size_bytes"] == len(data)
     assert row["sha256"] == hashlib.sha256(data).hexdigest()
@@ -80,10 +83,12 @@ def test_series_labels_middle_slice_along_normal(tmp_path: Path) -> None:
     assert image.sop_instance_uid == written[middle][1].SOPInstanceUID
     assert image.pixels[0, 0] == 100 + 10 * middle
     frame = result.catalog_frame()
-    assert (frame["outcome"] == LABELLED).sum() == 1 and (frame["outcome"] == ACCEPTED).sum() == 6
+    assert (frame["outcome"] == CatalogOutcome.LABELLED).sum() == 1 and (
+        frame["outcome"] == CatalogOutcome.ACCEPTED
+    ).sum() == 6
     assert set(frame["source"]) == {"archive"}
     assert all(p.startswith("archive/deep/er/") for p in frame["path"])
-    labelled = frame[frame["outcome"] == LABELLED].iloc[0]
+    labelled = frame[frame["outcome"] == CatalogOutcome.LABELLED].iloc[0]
     assert labelled["path"] == f"archive/deep/er/{names[middle]}"
     assert labelled["note"] == ""
 
@@ -161,17 +166,6 @@ def test_enhanced_multiframe_orders_frames_and_reads_functional_groups(tmp_path:
     assert image.pixel_spacing_mm == (0.9, 0.7)
 
 
-def test_modality_lut_is_applied(tmp_path: Path) -> None:
-    ds = make_dataset(pixels=slice_pixels(1000))
-    ds.RescaleSlope = 2
-    ds.RescaleIntercept = -1024
-    write(ds, tmp_path / "ct.dcm")
-    image = read_label_image(tmp_path / "ct.dcm")
-    expected = slice_pixels(1000).astype(np.float64) * 2 - 1024
-    np.testing.assert_allclose(image.pixels, expected)
-    assert image.pixels.dtype == np.float32
-
-
 def test_broken_files_are_recorded_and_scan_goes_on(tmp_path: Path) -> None:
     incoming = tmp_path / "incoming"
     good = make_dataset()
@@ -189,28 +183,31 @@ def test_broken_files_are_recorded_and_scan_goes_on(tmp_path: Path) -> None:
     frame = result.catalog_frame()
     assert len(frame) == 7
     assert [i.sop_instance_uid for i in result.images] == [good.SOPInstanceUID]
-    assert _row(frame, "incoming/dangling")["reason_code"] == dicom.UNREADABLE
-    assert _row(frame, "incoming/truncated.dcm")["reason_code"] == dicom.TRUNCATED
+    assert _row(frame, "incoming/dangling")["reason_code"] == RejectionReason.UNREADABLE
+    assert _row(frame, "incoming/truncated.dcm")["reason_code"] == RejectionReason.TRUNCATED
     assert "truncated" in _row(frame, "incoming/truncated.dcm")["reason"]
-    assert _row(frame, "incoming/header_only.dcm")["outcome"] == REJECTED
+    assert _row(frame, "incoming/header_only.dcm")["outcome"] == CatalogOutcome.REJECTED
     for name in ("notes.txt", "empty.dcm", "zeros.bin"):
         row = _row(frame, f"incoming/{name}")
-        assert row["outcome"] == REJECTED and row["reason_code"] == dicom.NOT_DICOM, row
+        assert (
+            row["outcome"] == CatalogOutcome.REJECTED
+            and row["reason_code"] == RejectionReason.NOT_DICOM
+        ), row
         assert row["reason"].startswith("not a DICOM file")
     with pytest.raises(DicomValidationError) as caught:
         read_label_image(incoming / "notes.txt")
-    assert caught.value.reason == dicom.NOT_DICOM
+    assert caught.value.reason == RejectionReason.NOT_DICOM
 
 
 @pytest.mark.parametrize(
     ("change", "code", "words"),
     [
-        ("rgb", dicom.NOT_GRAYSCALE, "grayscale"),
-        ("no_spacing", dicom.MISSING_PIXEL_SPACING, "missing PixelSpacing"),
-        ("bad_spacing", dicom.INVALID_PIXEL_SPACING, "positive"),
-        ("no_pixels", dicom.NO_PIXEL_DATA, "no pixel data"),
-        ("tiny", dicom.INVALID_DIMENSIONS, "at least 32"),
-        ("no_series_uid", dicom.MISSING_UID, "SeriesInstanceUID"),
+        ("rgb", RejectionReason.NOT_GRAYSCALE, "grayscale"),
+        ("no_spacing", RejectionReason.MISSING_PIXEL_SPACING, "missing PixelSpacing"),
+        ("bad_spacing", RejectionReason.INVALID_PIXEL_SPACING, "positive"),
+        ("no_pixels", RejectionReason.NO_PIXEL_DATA, "no pixel data"),
+        ("tiny", RejectionReason.INVALID_DIMENSIONS, "at least 32"),
+        ("no_series_uid", RejectionReason.MISSING_UID, "SeriesInstanceUID"),
     ],
 )
 def test_invalid_images_are_rejected_with_reason(
@@ -233,7 +230,7 @@ def test_invalid_images_are_rejected_with_reason(
     result = scan_dicom_tree(tmp_path / "incoming", "incoming")
     assert result.images == []
     row = _row(result.catalog_frame(), "incoming/x.dcm")
-    assert row["outcome"] == REJECTED and row["reason_code"] == code
+    assert row["outcome"] == CatalogOutcome.REJECTED and row["reason_code"] == code
     assert words in row["reason"]
     assert row["sop_instance_uid"] == ds.SOPInstanceUID  # identified even when rejected
     with pytest.raises(DicomValidationError) as caught:
@@ -258,9 +255,12 @@ def test_duplicate_sop_instance_is_kept_once(tmp_path: Path) -> None:
     result = scan_dicom_tree(tmp_path / "incoming", "incoming")
     assert len(result.images) == 1
     frame = result.catalog_frame()
-    assert _row(frame, "incoming/a.dcm")["outcome"] == LABELLED
+    assert _row(frame, "incoming/a.dcm")["outcome"] == CatalogOutcome.LABELLED
     duplicate = _row(frame, "incoming/copy/a.dcm")
-    assert duplicate["outcome"] == REJECTED and duplicate["reason_code"] == dicom.DUPLICATE
+    assert (
+        duplicate["outcome"] == CatalogOutcome.REJECTED
+        and duplicate["reason_code"] == RejectionReason.DUPLICATE
+    )
     assert "incoming/a.dcm" in duplicate["reason"]
 
 
@@ -274,7 +274,10 @@ def test_undecodable_middle_slice_gives_way_to_the_next(tmp_path: Path) -> None:
     result = scan_dicom_tree(tmp_path / "incoming", "incoming")
     frame = result.catalog_frame()
     row = _row(frame, "incoming/slice_01.dcm")
-    assert row["outcome"] == REJECTED and row["reason_code"] == dicom.UNDECODABLE
+    assert (
+        row["outcome"] == CatalogOutcome.REJECTED
+        and row["reason_code"] == RejectionReason.UNDECODABLE
+    )
     assert len(result.images) == 1
     assert result.images[0].sop_instance_uid in {w[1].SOPInstanceUID for w in written[::2]}
     assert "decodable" in frame.query("outcome == 'labelled'").iloc[0]["note"]
@@ -299,23 +302,6 @@ def test_catalog_holds_no_patient_identity(tmp_path: Path, monkeypatch) -> None:
     assert set(salted["patient_key"]) == {pseudonymize("PID-998877", "site-secret")}
     assert salted["patient_key"].iloc[0] != frame["patient_key"].iloc[0]
     assert pseudonymize("") == ""
-
-
-def test_partition_and_image_keys() -> None:
-    uid = "1.2.826.0.1.3680043.8.498.1"
-    key = partition_key("20240315", uid)
-    assert key == f"20240315-{hashlib.sha1(uid.encode()).hexdigest()[:8]}"
-    assert re.fullmatch(r"\d{8}-[0-9a-f]{8}", key)
-    assert (
-        partition_key("", uid)
-        == partition_key("2024-03-15", uid)
-        == key.replace("20240315", "nodate")
-    )
-    assert partition_key("20240315", uid + "2") != key
-    with pytest.raises(ValueError):
-        partition_key("20240315", "")
-    assert image_key(uid) == uid
-    assert re.fullmatch(r"x[0-9a-f]{16}", image_key("../../etc/passwd"))
 
 
 def test_one_partition_per_study_and_originals_untouched(tmp_path: Path) -> None:
@@ -362,9 +348,9 @@ def test_data_dir_scan_spans_incoming_and_archive(tmp_path: Path) -> None:
     assert [i.sop_instance_uid for i in result.images] == [written[2][1].SOPInstanceUID]
     frame = result.catalog_frame()
     assert len(frame) == 6 and set(frame["source"]) == {"archive", "incoming"}
-    assert _row(frame, "incoming/again/slice_00.dcm")["reason_code"] == dicom.DUPLICATE
-    assert _row(frame, "archive/s/slice_02.dcm")["outcome"] == LABELLED
-    assert _row(frame, "incoming/s/slice_04.dcm")["outcome"] == ACCEPTED
+    assert _row(frame, "incoming/again/slice_00.dcm")["reason_code"] == RejectionReason.DUPLICATE
+    assert _row(frame, "archive/s/slice_02.dcm")["outcome"] == CatalogOutcome.LABELLED
+    assert _row(frame, "incoming/s/slice_04.dcm")["outcome"] == CatalogOutcome.ACCEPTED
     assert scan_data_dir(tmp_path / "nothing").catalog == []
 
 

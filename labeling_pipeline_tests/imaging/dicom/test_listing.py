@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from labeling_pipeline.defs.ingestion.listing import tree_fingerprint
+from labeling_pipeline.imaging.dicom import tree_fingerprint
 
 
 def test_missing_folder_has_no_files(tmp_path: Path) -> None:

@@ -1,0 +1,80 @@
+"""DICOM ingestion: find, validate and catalogue input files and choose the image to label.
+
+One module per concept:
+
+- ``enum``: coded values, :class:`Source`, :class:`CatalogOutcome`, :class:`RejectionReason`.
+- ``keys``: :func:`partition_key`, :func:`image_key`, :func:`pseudonymize` (no patient data in
+  the clear).
+- ``reading``: :func:`read_label_image`, one file validated and its labelled frame decoded;
+  :class:`DicomValidationError`.
+- ``listing``: :func:`walk_files`, :func:`tree_fingerprint` (notice changed folders cheaply).
+- ``scanning``: :func:`scan_data_dir`, :func:`scan_dicom_tree`, a whole tree catalogued and one
+  image per series chosen (:class:`ScanResult`).
+- ``catalog``: :class:`CatalogEntry`, :func:`catalog_to_frame` and the questions asked of the
+  catalog table (:func:`labelled_partition_keys`, :func:`labelled_rows`, :func:`study_digest`,
+  :func:`study_summary`, :func:`rejection_summary`).
+"""
+
+from labeling_pipeline.imaging.dicom.catalog import (
+    CATALOG_COLUMNS,
+    CATALOG_INT_COLUMNS,
+    CatalogEntry,
+    catalog_to_frame,
+    labelled_partition_keys,
+    labelled_rows,
+    rejection_summary,
+    study_digest,
+    study_summary,
+)
+from labeling_pipeline.imaging.dicom.enum import (
+    SOURCES,
+    CatalogOutcome,
+    RejectionReason,
+    Source,
+)
+from labeling_pipeline.imaging.dicom.keys import (
+    DEFAULT_PSEUDONYM_SALT,
+    PSEUDONYM_SALT_ENV,
+    image_key,
+    partition_key,
+    pseudonymize,
+)
+from labeling_pipeline.imaging.dicom.listing import TreeFingerprint, tree_fingerprint, walk_files
+from labeling_pipeline.imaging.dicom.reading import (
+    MIN_SIZE,
+    DicomValidationError,
+    middle_frame_index,
+    read_label_image,
+)
+from labeling_pipeline.imaging.dicom.scanning import ScanResult, scan_data_dir, scan_dicom_tree
+
+__all__ = [
+    "CATALOG_COLUMNS",
+    "CATALOG_INT_COLUMNS",
+    "DEFAULT_PSEUDONYM_SALT",
+    "MIN_SIZE",
+    "PSEUDONYM_SALT_ENV",
+    "SOURCES",
+    "CatalogEntry",
+    "CatalogOutcome",
+    "DicomValidationError",
+    "RejectionReason",
+    "ScanResult",
+    "Source",
+    "TreeFingerprint",
+    "catalog_to_frame",
+    "image_key",
+    "labelled_partition_keys",
+    "labelled_rows",
+    "middle_frame_index",
+    "partition_key",
+    "pseudonymize",
+    "read_label_image",
+    "rejection_summary",
+    "scan_data_dir",
+    "scan_dicom_tree",
+    "study_digest",
+    "study_summary",
+    "tree_fingerprint",
+    "walk_files",
+]

@@ -1,0 +1,280 @@
+"""Scanning a data directory: find, validate and group every file, and choose the one image per
+series that is labelled.
+
+What is labelled (README "Data directory"): a single-frame image is labelled itself; a series of
+several slices on its middle slice, ordered along the slice normal by ImagePositionPatient; a
+multi-frame image on its middle frame. A broken file never stops a scan: it is recorded in the
+catalog with the reason it was rejected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from labeling_pipeline.imaging.dicom.catalog import CatalogEntry, catalog_to_frame
+from labeling_pipeline.imaging.dicom.enum import SOURCES, CatalogOutcome, RejectionReason
+from labeling_pipeline.imaging.dicom.keys import partition_key
+from labeling_pipeline.imaging.dicom.listing import walk_files
+from labeling_pipeline.imaging.dicom.reading import (
+    DicomHeader,
+    DicomValidationError,
+    build_label_image,
+    decode_frame,
+    identity_fields,
+    number_of_frames,
+    ordered_frames,
+    read_dataset,
+    slice_normal,
+    slice_position,
+    validate_header,
+)
+from labeling_pipeline.imaging.image import LabelImage
+
+
+@dataclass
+class ScanResult:
+    """What a scan found: the images to label (one per series) and every file's catalog row."""
+
+    images: list[LabelImage] = field(default_factory=list)
+    catalog: list[CatalogEntry] = field(default_factory=list)
+
+    def catalog_frame(self) -> pd.DataFrame:
+        return catalog_to_frame(self.catalog)
+
+    def extend(self, other: ScanResult) -> ScanResult:
+        """Both scans together (e.g. incoming and archive), sorted as a scan sorts them."""
+        images = sorted(self.images + other.images, key=_image_sort_key)
+        catalog = sorted(self.catalog + other.catalog, key=lambda e: e.path)
+        return ScanResult(images=images, catalog=catalog)
+
+
+def _image_sort_key(image: LabelImage) -> tuple[str, str, str]:
+    return (
+        partition_key(image.study_date, image.study_uid),
+        image.series_uid,
+        image.sop_instance_uid,
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _slice_order(headers: list[DicomHeader]) -> tuple[list[DicomHeader], str]:
+    """The slices of one series ordered along the slice normal, and a note on any fallback.
+
+    Normal = row direction x column direction of ImageOrientationPatient (the most common
+    orientation in the series); position = ImagePositionPatient . normal. Without geometry on
+    every slice the order falls back to InstanceNumber, then to the file path.
+    """
+    if len(headers) == 1:
+        return headers, ""
+    orientations = []
+    for h in headers:
+        value = h.ds.get("ImageOrientationPatient")
+        orientations.append(tuple(round(float(v), 4) for v in value) if value else None)
+    normals = [slice_normal(h.ds, 0) for h in headers]
+    positions = [slice_position(h.ds, 0) for h in headers]
+    note = ""
+    if all(n is not None for n in normals) and all(p is not None for p in positions):
+        common, count = Counter(orientations).most_common(1)[0]
+        normal = normals[orientations.index(common)]
+        if count < len(headers):
+            note = "series mixes slice orientations; ordered along the most common normal"
+        along = [float(np.dot(p, normal)) for p in positions]
+        order = sorted(range(len(headers)), key=lambda i: (along[i], headers[i].rel))
+        return [headers[i] for i in order], note
+
+    def instance(h: DicomHeader) -> int | None:
+        try:
+            return int(h.ds.get("InstanceNumber"))
+        except (TypeError, ValueError):
+            return None
+
+    numbers = [instance(h) for h in headers]
+    if all(n is not None for n in numbers):
+        order = sorted(range(len(headers)), key=lambda i: (numbers[i], headers[i].rel))
+        note = "slice order from InstanceNumber (ImagePositionPatient/Orientation missing)"
+        return [headers[i] for i in order], note
+    note = "slice order from file path (no slice geometry, no InstanceNumber)"
+    return sorted(headers, key=lambda h: h.rel), note
+
+
+def scan_dicom_tree(root: Path, source: str) -> ScanResult:
+    """Find, validate and group every file under ``root`` (a data directory's ``incoming/``
+    or ``archive/``) and choose the one image per series that is labelled.
+
+    Catalog paths are relative to ``root.parent`` (``incoming/a/b.dcm``). A missing ``root``
+    gives an empty result. Pixels are decoded only for the chosen image; if that fails, the
+    file is rejected and the next slice nearest the middle is tried. To scan both sources of a
+    data directory as one (duplicates and series spanning them), use :func:`scan_data_dir`.
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} is not a directory")
+    return _scan([(root, source)], root.parent)
+
+
+def scan_data_dir(data_dir: Path, sources: tuple[str, ...] = SOURCES) -> ScanResult:
+    """Scan ``data_dir/incoming`` and ``data_dir/archive`` together.
+
+    Unlike two separate :func:`scan_dicom_tree` calls, a SOP instance present in both is
+    labelled once (the copy whose path sorts first, ``archive/`` before ``incoming/``, is kept;
+    the other is a ``duplicate``), a series whose slices are spread over both is one series,
+    and a study gets one partition key. Missing source folders are skipped.
+    """
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:
+        raise ValueError(f"sources must be among {SOURCES}, got {unknown}")
+    data_dir = Path(data_dir)
+    for source in sources:
+        if (data_dir / source).exists() and not (data_dir / source).is_dir():
+            raise ValueError(f"{data_dir / source} is not a directory")
+    return _scan([(data_dir / source, source) for source in sources], data_dir)
+
+
+def _files(roots: list[tuple[Path, str]]) -> Iterator[tuple[Path, str]]:
+    for root, source in roots:
+        if root.is_dir():
+            for path in walk_files(root):
+                yield path, source
+
+
+def _scan(roots: list[tuple[Path, str]], base: Path) -> ScanResult:
+    """The scan behind :func:`scan_dicom_tree` and :func:`scan_data_dir`; catalog paths are
+    relative to ``base``."""
+    entries: dict[str, CatalogEntry] = {}
+    headers: list[DicomHeader] = []
+    for path, source in _files(roots):
+        rel = path.relative_to(base).as_posix()
+        if not path.is_file():  # a pipe would block the read; a broken link cannot be read
+            entries[rel] = CatalogEntry(
+                rel,
+                source,
+                0,
+                "",
+                CatalogOutcome.REJECTED,
+                RejectionReason.UNREADABLE,
+                "not a regular file (link, pipe, device)",
+            )
+            continue
+        try:
+            size_bytes = path.stat().st_size
+            digest = _sha256(path)
+        except OSError as error:
+            entries[rel] = CatalogEntry(
+                rel,
+                source,
+                0,
+                "",
+                CatalogOutcome.REJECTED,
+                RejectionReason.UNREADABLE,
+                f"cannot read file: {error}",
+            )
+            continue
+        entry = CatalogEntry(rel, source, size_bytes, digest, CatalogOutcome.REJECTED)
+        entries[rel] = entry
+        try:
+            ds = read_dataset(path)
+        except DicomValidationError as error:
+            entry.reason_code, entry.reason = error.reason, error.message
+            continue
+        ident = identity_fields(ds)
+        for key, value in ident.items():
+            setattr(entry, key, value)
+        try:
+            rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        except (TypeError, ValueError):
+            rows, columns = 0, 0
+        entry.rows, entry.columns, entry.number_of_frames = rows, columns, number_of_frames(ds)
+        try:
+            header = validate_header(ds, path, size_bytes)
+        except DicomValidationError as error:
+            entry.reason_code, entry.reason = error.reason, error.message
+            continue
+        header.rel = rel
+        entry.note = header.note
+        headers.append(header)
+
+    # Duplicate SOP instances: the first by path is kept, the others are recorded.
+    kept: dict[str, DicomHeader] = {}
+    for header in sorted(headers, key=lambda h: h.rel):
+        first = kept.get(header.sop_uid)
+        if first is None:
+            kept[header.sop_uid] = header
+            continue
+        entry = entries[header.rel]
+        entry.reason_code = RejectionReason.DUPLICATE
+        entry.reason = f"duplicate: SOPInstanceUID already seen in {first.rel}"
+
+    # One partition per study: every file of a study takes the earliest valid date seen in it.
+    study_dates: dict[str, str] = {}
+    for entry in entries.values():
+        if entry.study_uid and entry.study_date:
+            known = study_dates.get(entry.study_uid)
+            if known is None or entry.study_date < known:
+                study_dates[entry.study_uid] = entry.study_date
+    for entry in entries.values():
+        if entry.study_uid:
+            entry.study_date = study_dates.get(entry.study_uid, entry.study_date)
+            entry.partition_key = partition_key(entry.study_date, entry.study_uid)
+    for header in kept.values():
+        header.study_date = study_dates.get(header.study_uid, header.study_date)
+
+    series: dict[tuple[str, str], list[DicomHeader]] = defaultdict(list)
+    for header in kept.values():
+        series[(header.study_uid, header.series_uid)].append(header)
+
+    images: list[LabelImage] = []
+    for key in sorted(series):
+        image = _choose_and_decode(series[key], entries)
+        if image is not None:
+            images.append(image)
+    images.sort(key=_image_sort_key)
+    return ScanResult(images=images, catalog=sorted(entries.values(), key=lambda e: e.path))
+
+
+def _choose_and_decode(
+    members: list[DicomHeader], entries: dict[str, CatalogEntry]
+) -> LabelImage | None:
+    """Label the middle slice of a series (middle frame of a multi-frame file); a slice that
+    cannot be decoded is rejected and the middle of the remaining ones is tried."""
+    remaining = list(members)
+    while remaining:
+        ordered, order_note = _slice_order(remaining)
+        chosen = ordered[len(ordered) // 2]
+        frame_order, frame_note = ordered_frames(chosen.ds, chosen.frames)
+        frame = frame_order[len(frame_order) // 2]
+        try:
+            pixels = decode_frame(chosen, frame)
+        except DicomValidationError as error:
+            entry = entries[chosen.rel]
+            entry.reason_code, entry.reason = error.reason, error.message
+            remaining.remove(chosen)
+            continue
+        image = build_label_image(chosen, frame, pixels)
+        image.study_date = chosen.study_date
+        for member in remaining:
+            entries[member.rel].outcome = CatalogOutcome.ACCEPTED
+        entry = entries[chosen.rel]
+        entry.outcome = CatalogOutcome.LABELLED
+        entry.frame_index = frame
+        notes = [n for n in (entry.note, order_note, frame_note) if n]
+        if len(remaining) < len(members):
+            notes.append("middle slice chosen among the decodable slices")
+        entry.note = "; ".join(notes)
+        return image
+    return None
