@@ -145,8 +145,16 @@ class IntermediateIOManager(dg.ConfigurableIOManager):
                 f"{what} has not been materialized for this output directory ({path} is "
                 "missing); materialize it first"
             )
-        with path.open("rb") as stream:
-            return pickle.load(stream)
+        try:
+            with path.open("rb") as stream:
+                return pickle.load(stream)
+        except (AttributeError, ImportError, pickle.UnpicklingError, EOFError) as error:
+            # e.g. written by a version of the pipeline whose types lived in other modules
+            what = context.asset_key.to_user_string() + (f" [{partition}]" if partition else "")
+            raise dg.Failure(
+                f"{what} at {path} cannot be read by this version of the pipeline "
+                f"({type(error).__name__}: {error}); materialize it again"
+            ) from error
 
 
 @dg.definitions

@@ -91,6 +91,17 @@ def test_io_manager_names_what_to_materialize_when_a_value_is_missing(tmp_path: 
         _manager(tmp_path).load_input(dg.build_input_context(asset_key="template_reference"))
 
 
+def test_io_manager_asks_to_rematerialize_a_value_it_cannot_read(tmp_path: Path) -> None:
+    stored = tmp_path / ".dagster_io" / "template_reference" / "__all__.pkl"
+    stored.parent.mkdir(parents=True)
+    # A pickle of a class that no longer exists where it was (a type moved between versions).
+    stored.write_bytes(
+        pickle.dumps(IntermediateIOManager).replace(b"IntermediateIOManager", b"GoneAwayManager1")
+    )
+    with pytest.raises(dg.Failure, match="cannot be read by this version.*materialize it again"):
+        _manager(tmp_path).load_input(dg.build_input_context(asset_key="template_reference"))
+
+
 def test_reference_context_comes_from_config_then_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -1,8 +1,6 @@
 """Features: dense pretrained features of each labelled image of a study, in ``features.zarr``."""
 
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -11,54 +9,8 @@ from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.resources import FeatureModelConfig, PipelineConfig
 from labeling_pipeline.features.materialize import materialize_features
 from labeling_pipeline.features.store import FeatureStore
-from labeling_pipeline.imaging.dicom import (
-    CatalogOutcome,
-    DicomValidationError,
-    read_label_image,
-    study_digest,
-)
-from labeling_pipeline.imaging.image import LabelImage
-
-
-@dataclass
-class StudyImages:
-    """The labelled images of one study, whose features are in ``features.zarr`` under
-    (``partition_key``, SOPInstanceUID). ``unreadable`` lists (catalog path, reason) of
-    labelled files that could no longer be read (changed or removed since the catalog)."""
-
-    partition_key: str
-    study_digest: str
-    feature_model: str
-    images: list[LabelImage] = field(default_factory=list)
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
-
-
-def labelled_rows(catalog: pd.DataFrame, partition_key: str) -> pd.DataFrame:
-    """The catalog rows of the images to label in one study, one per SOP instance."""
-    rows = catalog[
-        (catalog["outcome"] == CatalogOutcome.LABELLED)
-        & (catalog["partition_key"] == partition_key)
-    ]
-    return rows.sort_values("path", kind="stable").drop_duplicates("sop_instance_uid")
-
-
-def read_study_images(
-    catalog: pd.DataFrame, partition_key: str, data_dir: Path
-) -> tuple[list[LabelImage], list[tuple[str, str]]]:
-    """Read the labelled image (the catalogued frame) of each series of the study again.
-
-    A file that fails is returned in the second list with its reason; the others go on.
-    """
-    images, unreadable = [], []
-    for row in labelled_rows(catalog, partition_key).itertuples(index=False):
-        try:
-            image = read_label_image(data_dir / row.path, frame_index=int(row.frame_index))
-        except (DicomValidationError, OSError, ValueError) as error:
-            unreadable.append((row.path, str(error)))
-            continue
-        image.study_date = row.study_date  # the study's date, as the partition key has it
-        images.append(image)
-    return images, unreadable
+from labeling_pipeline.imaging.dicom import labelled_rows, study_digest
+from labeling_pipeline.imaging.study import StudyImages, read_study_images
 
 
 @dg.asset(

@@ -6,15 +6,15 @@ import dagster as dg
 import pandas as pd
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-from labeling_pipeline.defs.localization.assets import StudyLocalization
 from labeling_pipeline.defs.resources import PipelineConfig
-from labeling_pipeline.defs.template.assets import TemplateBundle
 from labeling_pipeline.imaging.dicom import image_key
 from labeling_pipeline.labels.dataset import label_rows, write_labels_partition
 from labeling_pipeline.labels.overlay import render_overlay
 from labeling_pipeline.labels.qa import status_summary
 from labeling_pipeline.labels.schema import empty_labels
+from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK
+from labeling_pipeline.localization.study import StudyLocalization
 
 
 @dg.asset(

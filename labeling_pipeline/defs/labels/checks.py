@@ -7,50 +7,20 @@
   with a known status, and every ``ok`` row has a position.
 """
 
-import math
 import warnings
-from collections.abc import Sequence
 
 import dagster as dg
 import pandas as pd
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.labels.assets import label_dataset
-from labeling_pipeline.defs.localization.assets import StudyLocalization
-from labeling_pipeline.defs.template.assets import TemplateBundle
+from labeling_pipeline.labels.completeness import completeness_problems
 from labeling_pipeline.labels.qa import adjacent_vertebra_steps, check_steps
-from labeling_pipeline.labels.schema import STATUSES
-from labeling_pipeline.localization.result import OK
+from labeling_pipeline.localization.bundle import TemplateBundle
+from labeling_pipeline.localization.study import StudyLocalization
 
-PROBLEM_COLUMNS = ["sop_instance_uid", "landmark", "problem"]
 VIOLATION_COLUMNS = ["sop_instance_uid", "pair", "distance_mm", "angle_deg", "problem"]
 MAX_TABLE_ROWS = 50  # longer tables are cut in the check's metadata (the counts stay exact)
-
-
-def completeness_problems(
-    labels: pd.DataFrame, sop_instance_uids: Sequence[str], landmarks: Sequence[str]
-) -> pd.DataFrame:
-    """What keeps ``labels`` from being one row per (image, landmark): missing, repeated or
-    unexpected rows, unknown statuses, ``ok`` rows without a position. Empty when complete."""
-    problems: list[tuple[str, str, str]] = []
-    expected_images, expected_names = set(sop_instance_uids), list(landmarks)
-    for sop in sorted(set(labels["sop_instance_uid"]) - expected_images):
-        problems.append((sop, "", "rows for an image that was not localized"))
-    for sop in sorted(expected_images):
-        rows = labels[labels["sop_instance_uid"] == sop]
-        counts = rows["landmark"].value_counts()
-        for name in expected_names:
-            found = int(counts.get(name, 0))
-            if found != 1:
-                problems.append((sop, name, "missing" if found == 0 else f"{found} rows"))
-        for name in sorted(set(rows["landmark"]) - set(expected_names)):
-            problems.append((sop, name, "landmark not in the template"))
-        for row in rows.itertuples(index=False):
-            if row.status not in STATUSES:
-                problems.append((sop, row.landmark, f"status {row.status!r}"))
-            elif row.status == OK and not (math.isfinite(row.x) and math.isfinite(row.y)):
-                problems.append((sop, row.landmark, "ok without a position"))
-    return pd.DataFrame(problems, columns=PROBLEM_COLUMNS)
 
 
 def _table(frame: pd.DataFrame) -> dg.MetadataValue:
@@ -93,11 +63,7 @@ def landmark_spacing_within_domain(
             "steps_without_range": result.n_unchecked,
             "violations": len(result.violations),
             "checked_pairs": ", ".join(result.checked_pairs) or "none",
-            "violation_table": _table(
-                result.violations[
-                    ["sop_instance_uid", "pair", "distance_mm", "angle_deg", "problem"]
-                ]
-            ),
+            "violation_table": _table(result.violations[VIOLATION_COLUMNS]),
         },
     )
 

@@ -1,40 +1,16 @@
 """Template: the one labelled image, turned into reference features for every landmark."""
 
 import time
-from dataclasses import dataclass
 
 import dagster as dg
-import pandas as pd
 
-from labeling_pipeline.anatomy import DomainError, DomainKnowledge, load_domain
+from labeling_pipeline.anatomy import DomainError, load_domain
 from labeling_pipeline.defs.resources import FeatureModelConfig, PipelineConfig
 from labeling_pipeline.features.compute import compute_feature_maps
 from labeling_pipeline.imaging.dicom import DicomValidationError, read_label_image
-from labeling_pipeline.localization.reference import TemplateReference, build_template_reference
-from labeling_pipeline.localization.template import (
-    TemplateError,
-    TemplateLandmarks,
-    load_template_landmarks,
-)
-
-
-@dataclass
-class TemplateBundle:
-    """What the later stages need from the template, built together so that they agree:
-    the reference features, the landmarks a person placed (names and kinds give the rows of
-    the label dataset) and the region's domain knowledge (search rules and QA ranges)."""
-
-    reference: TemplateReference
-    landmarks: TemplateLandmarks
-    domain: DomainKnowledge
-
-
-def landmark_table(landmarks: TemplateLandmarks) -> pd.DataFrame:
-    """The template's landmarks (name, kind, x = column, y = row in template pixels)."""
-    return pd.DataFrame(
-        [(lm.name, lm.kind, round(lm.x, 1), round(lm.y, 1)) for lm in landmarks.landmarks],
-        columns=["landmark", "kind", "x", "y"],
-    )
+from labeling_pipeline.localization.bundle import TemplateBundle, landmark_table
+from labeling_pipeline.localization.reference import build_template_reference
+from labeling_pipeline.localization.template import TemplateError, load_template_landmarks
 
 
 @dg.asset(

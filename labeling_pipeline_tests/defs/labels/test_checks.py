@@ -8,15 +8,14 @@ import pytest
 
 from labeling_pipeline.anatomy import load_domain
 from labeling_pipeline.defs.labels.checks import (
-    completeness_problems,
     landmark_spacing_within_domain,
     one_row_per_landmark,
 )
-from labeling_pipeline.defs.localization.assets import StudyLocalization
-from labeling_pipeline.defs.template.assets import TemplateBundle
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.labels.dataset import label_rows
+from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
+from labeling_pipeline.localization.study import StudyLocalization
 from labeling_pipeline.localization.template import TemplateLandmark, TemplateLandmarks
 
 SPACING_MM = 0.5  # pixels are 0.5 mm: a 35 mm step is 70 pixels
@@ -86,26 +85,6 @@ def test_spacing_check_ignores_steps_through_a_landmark_needing_review(
     labels.loc[labels["landmark"] == "L4", ["x", "y", "x_mm", "y_mm"]] = math.nan
     result = landmark_spacing_within_domain(label_dataset=labels, template_reference=bundle)
     assert result.passed and result.metadata["steps_checked"].value == 0
-
-
-def test_completeness_names_missing_repeated_and_stray_rows() -> None:
-    complete = pd.concat([_labels("1.1"), _labels("1.2")], ignore_index=True)
-    names = TEMPLATE.names()
-    assert completeness_problems(complete, ["1.1", "1.2"], names).empty
-
-    broken = complete[~((complete["sop_instance_uid"] == "1.2") & (complete["landmark"] == "L3"))]
-    broken = pd.concat([broken, _labels("1.1").iloc[[0]], _labels("9.9")], ignore_index=True)
-    broken.loc[(broken["sop_instance_uid"] == "1.1") & (broken["landmark"] == "L4"), "x"] = math.nan
-    problems = completeness_problems(broken, ["1.1", "1.2"], names)
-    found = set(
-        problems[["sop_instance_uid", "landmark", "problem"]].itertuples(index=False, name=None)
-    )
-    assert found == {
-        ("9.9", "", "rows for an image that was not localized"),
-        ("1.2", "L3", "missing"),
-        ("1.1", "L5", "2 rows"),
-        ("1.1", "L4", "ok without a position"),
-    }
 
 
 def test_completeness_check_counts_expected_rows(bundle: TemplateBundle) -> None:

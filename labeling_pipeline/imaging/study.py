@@ -1,0 +1,45 @@
+"""The labelled images of one study, read again from the catalog for feature extraction and
+handed on to localization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from labeling_pipeline.imaging.dicom import DicomValidationError, labelled_rows, read_label_image
+from labeling_pipeline.imaging.image import LabelImage
+
+
+@dataclass
+class StudyImages:
+    """The labelled images of one study, whose features are in ``features.zarr`` under
+    (``partition_key``, SOPInstanceUID). ``unreadable`` lists (catalog path, reason) of
+    labelled files that could no longer be read (changed or removed since the catalog)."""
+
+    partition_key: str
+    study_digest: str
+    feature_model: str
+    images: list[LabelImage] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def read_study_images(
+    catalog: pd.DataFrame, partition_key: str, data_dir: Path
+) -> tuple[list[LabelImage], list[tuple[str, str]]]:
+    """Read the labelled image (the catalogued frame) of each series of the study again.
+
+    Catalog paths are relative to ``data_dir``. A file that fails is returned in the second
+    list with its reason; the others go on.
+    """
+    images, unreadable = [], []
+    for row in labelled_rows(catalog, partition_key).itertuples(index=False):
+        try:
+            image = read_label_image(data_dir / row.path, frame_index=int(row.frame_index))
+        except (DicomValidationError, OSError, ValueError) as error:
+            unreadable.append((row.path, str(error)))
+            continue
+        image.study_date = row.study_date  # the study's date, as the partition key has it
+        images.append(image)
+    return images, unreadable
