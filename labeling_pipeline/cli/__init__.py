@@ -1,0 +1,35 @@
+"""``labeling-pipeline``: label every study of a data directory, recording the runs in Dagster.
+
+``labeling-pipeline run [--data-dir DIR] [--output-dir DIR] [--partition KEY ...]`` runs the
+same Dagster jobs as the UI, sensor and schedule (``labeling_pipeline.defs.jobs``), in this
+process, in the Dagster instance at ``DAGSTER_HOME`` (default: the repository root, whose
+``dagster.yaml`` keeps storage under ``.dagster/``), so ``make ui`` shows the runs afterwards.
+
+Exit status: 0 when every run finished (inputs that were rejected are reported, not fatal),
+1 when a run failed, 2 for a usage error (e.g. a missing data directory).
+
+Modules: ``main`` (arguments, exit statuses, the entry point), ``run`` (the run loop),
+``instance`` (the Dagster instance at DAGSTER_HOME), ``errors`` (one-line failure causes),
+``report`` (the printed summary). Dagster is imported only when a run starts.
+"""
+
+from labeling_pipeline.cli.errors import root_cause
+from labeling_pipeline.cli.instance import PROJECT_ROOT, find_dagster_home
+from labeling_pipeline.cli.main import EXIT_FAILED, EXIT_OK, EXIT_USAGE, build_parser, main
+from labeling_pipeline.cli.report import format_summary
+from labeling_pipeline.cli.run import RunSummary, StudyOutcome, run_pipeline
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "PROJECT_ROOT",
+    "RunSummary",
+    "StudyOutcome",
+    "build_parser",
+    "find_dagster_home",
+    "format_summary",
+    "main",
+    "root_cause",
+    "run_pipeline",
+]

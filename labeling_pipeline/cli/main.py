@@ -1,0 +1,101 @@
+"""Argument parsing and the console-script entry point of ``labeling-pipeline``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from labeling_pipeline.cli.instance import find_dagster_home
+from labeling_pipeline.cli.report import format_summary
+from labeling_pipeline.cli.run import run_pipeline
+from labeling_pipeline.defs.settings import (
+    DATA_DIR_ENV,
+    FEATURE_WEIGHTS_ENV,
+    OUTPUT_DIR_ENV,
+    PipelinePaths,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _absolute_weights_setting() -> None:
+    # A relative checkpoint path must survive the change into DAGSTER_HOME.
+    weights = os.environ.get(FEATURE_WEIGHTS_ENV, "").strip()
+    if weights and Path(weights).expanduser().exists():
+        os.environ[FEATURE_WEIGHTS_ENV] = str(Path(weights).expanduser().resolve())
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    paths = PipelinePaths.resolve(args.data_dir, args.output_dir)
+    if not paths.data_dir.is_dir():
+        print(f"labeling-pipeline: data directory {paths.data_dir} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    _absolute_weights_setting()
+    home = find_dagster_home()
+    if home is None:
+        print(
+            "labeling-pipeline: DAGSTER_HOME is not set and no dagster.yaml was found; "
+            "runs are not recorded",
+            file=sys.stderr,
+        )
+    elif not home.is_dir():
+        print(f"labeling-pipeline: DAGSTER_HOME {home} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        summary = run_pipeline(paths, args.partition, args.log_level, home)
+    except ValueError as error:
+        print(f"labeling-pipeline: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(format_summary(summary))
+    return EXIT_OK if summary.succeeded else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="labeling-pipeline",
+        description="Label vertebrae in spine DICOM studies from one labelled template image.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="label every study under the data directory",
+        description="Catalogue incoming/ and archive/, build the template reference and label "
+        "every study, recording the runs in the Dagster instance at DAGSTER_HOME.",
+    )
+    run.add_argument(
+        "--data-dir",
+        help=f"data directory (default: ${DATA_DIR_ENV}, else 'data')",
+    )
+    run.add_argument(
+        "--output-dir",
+        help=f"output directory (default: ${OUTPUT_DIR_ENV}, else 'data/outputs')",
+    )
+    run.add_argument(
+        "--partition",
+        action="append",
+        metavar="KEY",
+        help="label only this study partition (YYYYMMDD-xxxxxxxx); repeat for several",
+    )
+    run.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="Dagster events printed while running (default: WARNING)",
+    )
+    run.set_defaults(handler=_run_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("labeling-pipeline: interrupted", file=sys.stderr)
+        return 130

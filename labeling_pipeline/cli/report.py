@@ -1,0 +1,43 @@
+"""The report printed at the end of ``labeling-pipeline run``."""
+
+from __future__ import annotations
+
+from labeling_pipeline.cli.run import RunSummary
+
+
+def format_summary(summary: RunSummary) -> str:
+    """The report printed at the end of ``labeling-pipeline run`` (no patient data in it)."""
+    done = sum(study.success for study in summary.studies)
+    lines = [
+        f"data directory:   {summary.paths.data_dir}",
+        f"output directory: {summary.paths.output_dir}",
+        f"dagster instance: {summary.dagster_home}",
+        f"files seen:       {summary.files_seen}",
+        f"rejected files:   {summary.rejected_files}"
+        + (
+            " (" + ", ".join(f"{k}: {v}" for k, v in sorted(summary.rejections.items())) + ")"
+            if summary.rejections
+            else ""
+        ),
+    ]
+    if summary.prepare_error:
+        lines.append(f"FAILED before labelling (run {summary.prepare_run_id}):")
+        lines.append(f"  {summary.prepare_error}")
+        return "\n".join(lines)
+    lines += [
+        f"studies:          {len(summary.studies)} ({done} labelled, "
+        f"{len(summary.studies) - done} failed)",
+        f"images labelled:  {summary.images_labelled}",
+        f"landmarks:        {summary.landmarks_ok} ok, "
+        f"{summary.landmarks_needs_review} needs_review",
+    ]
+    checks_failed = [c for s in summary.studies for c in s.failed_checks]
+    checks_passed = sum(s.checks_passed for s in summary.studies)
+    lines.append(f"label checks:     {checks_passed} passed, {len(checks_failed)} failed")
+    for study in summary.studies:
+        if not study.success:
+            lines.append(f"  FAILED {study.partition_key} (run {study.run_id}): {study.error}")
+        for check in study.failed_checks:
+            lines.append(f"  check {study.partition_key}: {check}")
+    lines.append(f"time:             {summary.seconds:.1f} s")
+    return "\n".join(lines)
