@@ -27,9 +27,9 @@ from labeling_pipeline.defs.labels.checks import (
 )
 from labeling_pipeline.defs.localization.assets import vertebra_localization
 from labeling_pipeline.defs.resources import (
-    FeatureModelConfig,
+    FeatureModelResource,
     IntermediateIOManager,
-    PipelineConfig,
+    PipelineResource,
 )
 from labeling_pipeline.defs.template.assets import template_reference
 from labeling_pipeline.features.store import FeatureStore
@@ -55,10 +55,10 @@ SEED = 2  # a seed whose three phantoms are all well inside the template's varia
 
 
 def _resources(data: Path, output: Path) -> dict:
-    pipeline = PipelineConfig(data_dir=str(data), output_dir=str(output))
+    pipeline = PipelineResource(data_dir=str(data), output_dir=str(output))
     return {
         "pipeline": pipeline,
-        "feature_model": FeatureModelConfig(model="efficientnet-lite0"),
+        "feature_model": FeatureModelResource(model="efficientnet-lite0"),
         "io_manager": IntermediateIOManager(pipeline=pipeline),
     }
 

@@ -2,7 +2,7 @@
 
 Settings left unset (``None``) are read from the environment when a run starts, so the command
 line (``labeling-pipeline run --data-dir ...`` sets the variables) and runs launched from the
-UI, a sensor or a schedule all see the same ``LABELING_*`` variables (CONTRACT "Environment").
+UI, a sensor or a schedule all see the same ``LABELING_*`` variables (README "Configuration").
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from labeling_pipeline.features.preprocess import PreparationSettings
 from labeling_pipeline.localization.reference import ReferenceSettings
 
 
-class PipelineConfig(dg.ConfigurableResource):
+class PipelineResource(dg.ConfigurableResource):
     """Where the pipeline reads and writes, and which localization strategy it uses.
 
     ``data_dir`` / ``output_dir``: unset means ``LABELING_DATA_DIR`` (default ``data``) and
@@ -68,8 +68,9 @@ class PipelineConfig(dg.ConfigurableResource):
         return ReferenceSettings(context_mm=context_mm)
 
 
-class FeatureModelConfig(dg.ConfigurableResource):
-    """Which pretrained model computes the pixel features (CONTRACT ``LABELING_FEATURE_*``).
+class FeatureModelResource(dg.ConfigurableResource):
+    """Which pretrained model computes the pixel features (``LABELING_FEATURE_*``, README
+    "Configuration").
 
     ``model``: ``efficientnet-lite0`` (bundled weights) or ``open_clip:<model name>``;
     ``weights``: for open_clip, a pretrained tag or a local checkpoint path.
@@ -108,7 +109,7 @@ class IntermediateIOManager(dg.ConfigurableIOManager):
     another output directory never reads them.
     """
 
-    pipeline: PipelineConfig
+    pipeline: PipelineResource
 
     def _path(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
         base = self.pipeline.paths().intermediate_dir.joinpath(*asset_key.path)
@@ -160,11 +161,11 @@ class IntermediateIOManager(dg.ConfigurableIOManager):
 @dg.definitions
 def resources() -> dg.Definitions:
     """The resources every asset, sensor and schedule of this code location uses."""
-    pipeline = PipelineConfig()
+    pipeline = PipelineResource()
     return dg.Definitions(
         resources={
             "pipeline": pipeline,
-            "feature_model": FeatureModelConfig(),
+            "feature_model": FeatureModelResource(),
             "io_manager": IntermediateIOManager(pipeline=pipeline),
         }
     )

@@ -1,4 +1,5 @@
-"""Where the pipeline reads and writes: the environment variables of the CONTRACT, resolved once.
+"""Where the pipeline reads and writes: the ``LABELING_*`` environment variables (README
+"Configuration"), resolved once.
 
 Kept free of Dagster so that the command line and the Dagster resources share one reading of
 ``LABELING_DATA_DIR`` / ``LABELING_OUTPUT_DIR`` and one layout of the output directory.
@@ -33,7 +34,8 @@ def resolve_setting(explicit: str | None, env_var: str, default: str | None) -> 
 
 @dataclass(frozen=True)
 class PipelinePaths:
-    """The data directory's inputs and the output directory's products (CONTRACT layout).
+    """The data directory's inputs and the output directory's products (the layout of README
+    "Data directory" and "Outputs").
 
     Both directories are absolute: relative settings are resolved against the working
     directory at the moment the paths are built.
@@ -44,7 +46,8 @@ class PipelinePaths:
 
     @classmethod
     def resolve(cls, data_dir: str | None = None, output_dir: str | None = None) -> PipelinePaths:
-        """Paths from explicit values, else the environment, else the CONTRACT's defaults."""
+        """Paths from explicit values, else the environment, else the defaults (``data``,
+        ``data/outputs``)."""
         data = resolve_setting(data_dir, DATA_DIR_ENV, DEFAULT_DATA_DIR)
         output = resolve_setting(output_dir, OUTPUT_DIR_ENV, DEFAULT_OUTPUT_DIR)
         return cls(Path(str(data)).expanduser().resolve(), Path(str(output)).expanduser().resolve())

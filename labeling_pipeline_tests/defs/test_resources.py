@@ -9,9 +9,9 @@ import pytest
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.resources import (
-    FeatureModelConfig,
+    FeatureModelResource,
     IntermediateIOManager,
-    PipelineConfig,
+    PipelineResource,
 )
 from labeling_pipeline.defs.settings import (
     DATA_DIR_ENV,
@@ -25,14 +25,14 @@ from labeling_pipeline.defs.settings import (
 def test_unset_fields_follow_the_environment_at_use_time(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    config = PipelineConfig()  # built before the variables are set, as at import time
+    config = PipelineResource()  # built before the variables are set, as at import time
     monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path / "d"))
     monkeypatch.setenv(OUTPUT_DIR_ENV, str(tmp_path / "o"))
     monkeypatch.setenv(STRATEGY_ENV, "ordered")
     assert config.paths().data_dir == tmp_path / "d"
     assert config.paths().output_dir == tmp_path / "o"
     assert config.strategy() == "ordered"
-    explicit = PipelineConfig(data_dir=str(tmp_path / "x"), localization_strategy="plain")
+    explicit = PipelineResource(data_dir=str(tmp_path / "x"), localization_strategy="plain")
     assert explicit.paths().data_dir == tmp_path / "x"
     assert explicit.strategy() == "plain"
 
@@ -40,22 +40,22 @@ def test_unset_fields_follow_the_environment_at_use_time(
 def test_feature_model_defaults_to_the_bundled_cnn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(FEATURE_MODEL_ENV, raising=False)
     monkeypatch.delenv(FEATURE_WEIGHTS_ENV, raising=False)
-    assert FeatureModelConfig().model_name() == "efficientnet-lite0"
-    assert FeatureModelConfig().weights_name() is None
+    assert FeatureModelResource().model_name() == "efficientnet-lite0"
+    assert FeatureModelResource().weights_name() is None
     monkeypatch.setenv(FEATURE_MODEL_ENV, "open_clip:ViT-B-16")
     monkeypatch.setenv(FEATURE_WEIGHTS_ENV, "openai")
-    assert FeatureModelConfig().model_name() == "open_clip:ViT-B-16"
-    assert FeatureModelConfig().weights_name() == "openai"
+    assert FeatureModelResource().model_name() == "open_clip:ViT-B-16"
+    assert FeatureModelResource().weights_name() == "openai"
 
 
 def test_extractor_is_loaded_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(FEATURE_WEIGHTS_ENV, raising=False)
-    first = FeatureModelConfig(model="efficientnet-lite0").extractor()
-    assert FeatureModelConfig(model="efficientnet-lite0").extractor() is first
+    first = FeatureModelResource(model="efficientnet-lite0").extractor()
+    assert FeatureModelResource(model="efficientnet-lite0").extractor() is first
 
 
 def _manager(tmp_path: Path) -> IntermediateIOManager:
-    return IntermediateIOManager(pipeline=PipelineConfig(output_dir=str(tmp_path)))
+    return IntermediateIOManager(pipeline=PipelineResource(output_dir=str(tmp_path)))
 
 
 def test_io_manager_round_trips_partitioned_and_unpartitioned_values(tmp_path: Path) -> None:
@@ -105,17 +105,17 @@ def test_io_manager_asks_to_rematerialize_a_value_it_cannot_read(tmp_path: Path)
 def test_reference_context_comes_from_config_then_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from labeling_pipeline.defs.resources import PipelineConfig
+    from labeling_pipeline.defs.resources import PipelineResource
     from labeling_pipeline.localization.reference import ReferenceSettings
 
     monkeypatch.delenv("LABELING_CONTEXT_MM", raising=False)
-    assert PipelineConfig().reference_settings() == ReferenceSettings()
+    assert PipelineResource().reference_settings() == ReferenceSettings()
     monkeypatch.setenv("LABELING_CONTEXT_MM", "32")
-    assert PipelineConfig().reference_settings().context_mm == 32.0
-    assert PipelineConfig(reference_context_mm=16.0).reference_settings().context_mm == 16.0
+    assert PipelineResource().reference_settings().context_mm == 32.0
+    assert PipelineResource(reference_context_mm=16.0).reference_settings().context_mm == 16.0
     monkeypatch.setenv("LABELING_CONTEXT_MM", "wide")
     with pytest.raises(ValueError, match="LABELING_CONTEXT_MM"):
-        PipelineConfig().reference_settings()
+        PipelineResource().reference_settings()
     monkeypatch.setenv("LABELING_CONTEXT_MM", "-4")
     with pytest.raises(ValueError, match="positive"):
-        PipelineConfig().reference_settings()
+        PipelineResource().reference_settings()

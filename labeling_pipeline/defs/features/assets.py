@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-from labeling_pipeline.defs.resources import FeatureModelConfig, PipelineConfig
+from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
 from labeling_pipeline.features.materialize import materialize_features
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.dicom import labelled_rows, study_digest
@@ -26,8 +26,8 @@ from labeling_pipeline.imaging.study import StudyImages, read_study_images
 def pixel_features(
     context: dg.AssetExecutionContext,
     dicom_catalog: pd.DataFrame,
-    pipeline: PipelineConfig,
-    feature_model: FeatureModelConfig,
+    pipeline: PipelineResource,
+    feature_model: FeatureModelResource,
 ) -> dg.Output:
     paths = pipeline.paths()
     key = context.partition_key

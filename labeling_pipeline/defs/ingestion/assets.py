@@ -6,7 +6,7 @@ import time
 import dagster as dg
 
 from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
-from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicom import (
     CatalogOutcome,
     labelled_partition_keys,
@@ -27,7 +27,7 @@ from labeling_pipeline.labels.catalog import write_catalog
         "per series is chosen for labelling; each study with one becomes a 'studies' partition."
     ),
 )
-def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineConfig) -> dg.Output:
+def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.Output:
     paths = pipeline.paths()
     if not paths.data_dir.is_dir():
         raise dg.Failure(f"data directory {paths.data_dir} does not exist")

@@ -11,7 +11,7 @@ import dagster as dg
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
-from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicom import labelled_partition_keys, study_digest, tree_fingerprint
 from labeling_pipeline.labels.catalog import read_catalog
 
@@ -43,7 +43,7 @@ def labelled_digest(instance: dg.DagsterInstance, partition_key: str) -> str | N
     "labels each new or changed study.",
 )
 def new_study_sensor(
-    context: dg.SensorEvaluationContext, pipeline: PipelineConfig
+    context: dg.SensorEvaluationContext, pipeline: PipelineResource
 ) -> dg.SensorResult | dg.SkipReason | dg.RunRequest:
     paths = pipeline.paths()
     fingerprint = tree_fingerprint(paths.incoming_dir)

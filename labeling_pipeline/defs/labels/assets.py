@@ -6,7 +6,7 @@ import dagster as dg
 import pandas as pd
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicom import image_key
 from labeling_pipeline.labels.dataset import label_rows, write_labels_partition
 from labeling_pipeline.labels.overlay import render_overlay
@@ -24,14 +24,15 @@ from labeling_pipeline.localization.study import StudyLocalization
     description=(
         "The study's rows of the label dataset: one per (labelled image, template landmark), "
         "x = column and y = row in pixels of the labelled image, status ok or needs_review; "
-        "written to labels/<partition>.parquet, with overlays/<sop_instance_uid>.png for review."
+        "written to `labels/<partition>.parquet`, with `overlays/<sop_instance_uid>.png` for "
+        "review."
     ),
 )
 def label_dataset(
     context: dg.AssetExecutionContext,
     vertebra_localization: StudyLocalization,
     template_reference: TemplateBundle,
-    pipeline: PipelineConfig,
+    pipeline: PipelineResource,
 ) -> dg.Output:
     paths = pipeline.paths()
     key = context.partition_key

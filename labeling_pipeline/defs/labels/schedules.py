@@ -9,7 +9,7 @@ import dagster as dg
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.jobs import label_study_job
-from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicom import labelled_partition_keys
 from labeling_pipeline.labels.catalog import read_catalog
 
@@ -22,7 +22,7 @@ from labeling_pipeline.labels.catalog import read_catalog
     description="Every night at 02:00, label every incoming study of the catalog again.",
 )
 def nightly_relabel_schedule(
-    context: dg.ScheduleEvaluationContext, pipeline: PipelineConfig
+    context: dg.ScheduleEvaluationContext, pipeline: PipelineResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
     catalog = read_catalog(pipeline.paths().catalog_path)
     known = set(context.instance.get_dynamic_partitions(studies_partitions.name))

@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-from labeling_pipeline.defs.resources import PipelineConfig
+from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.features.settings import FeatureSettingsMismatch
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.study import StudyImages
@@ -28,7 +28,7 @@ def vertebra_localization(
     context: dg.AssetExecutionContext,
     pixel_features: StudyImages,
     template_reference: TemplateBundle,
-    pipeline: PipelineConfig,
+    pipeline: PipelineResource,
 ) -> dg.Output:
     paths = pipeline.paths()
     try:

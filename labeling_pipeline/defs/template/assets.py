@@ -5,7 +5,7 @@ import time
 import dagster as dg
 
 from labeling_pipeline.anatomy import DomainError, load_domain
-from labeling_pipeline.defs.resources import FeatureModelConfig, PipelineConfig
+from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
 from labeling_pipeline.features.compute import compute_feature_maps
 from labeling_pipeline.imaging.dicom import DicomValidationError, read_label_image
 from labeling_pipeline.localization.bundle import TemplateBundle, landmark_table
@@ -17,15 +17,15 @@ from labeling_pipeline.localization.template import TemplateError, load_template
     group_name="template",
     kinds={"dicom", "pytorch"},
     description=(
-        "Reference features of each landmark of the template (template/template.dcm with "
-        "template/landmarks.json), with the region's domain knowledge (domain/<region>.yaml, "
+        "Reference features of each landmark of the template (`template/template.dcm` with "
+        "`template/landmarks.json`), with the region's domain knowledge (`domain/<region>.yaml`, "
         "else the packaged default)."
     ),
 )
 def template_reference(
     context: dg.AssetExecutionContext,
-    pipeline: PipelineConfig,
-    feature_model: FeatureModelConfig,
+    pipeline: PipelineResource,
+    feature_model: FeatureModelResource,
 ) -> dg.Output:
     paths = pipeline.paths()
     try:

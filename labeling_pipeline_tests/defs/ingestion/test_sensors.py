@@ -13,7 +13,7 @@ from labeling_pipeline.defs.ingestion.assets import dicom_catalog
 from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
 from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
 from labeling_pipeline.defs.labels.schedules import nightly_relabel_schedule
-from labeling_pipeline.defs.resources import IntermediateIOManager, PipelineConfig
+from labeling_pipeline.defs.resources import IntermediateIOManager, PipelineResource
 from labeling_pipeline.imaging.dicom import study_digest
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.synthetic.sample_data import build_dataset
@@ -35,7 +35,7 @@ def source_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def env(source_data: Path, tmp_path: Path):
     data = tmp_path / "data"
     shutil.copytree(source_data, data)
-    pipeline = PipelineConfig(data_dir=str(data), output_dir=str(tmp_path / "out"))
+    pipeline = PipelineResource(data_dir=str(data), output_dir=str(tmp_path / "out"))
     with dg.instance_for_test() as instance:
         yield SimpleNamespace(data=data, pipeline=pipeline, instance=instance)
 
