@@ -153,6 +153,13 @@ def _files(roots: list[tuple[Path, str]]) -> Iterator[tuple[Path, str]]:
                 yield path, source
 
 
+def _unreadable_entry(rel: str, source: str, reason: str) -> CatalogEntry:
+    """The catalog row of a file that cannot even be read (nothing known of it but its path)."""
+    return CatalogEntry(
+        rel, source, 0, "", CatalogOutcome.REJECTED, RejectionReason.UNREADABLE, reason
+    )
+
+
 def _scan(roots: list[tuple[Path, str]], base: Path) -> ScanResult:
     """The scan behind :func:`scan_dicom_tree` and :func:`scan_data_dir`; catalog paths are
     relative to ``base``."""
@@ -161,29 +168,13 @@ def _scan(roots: list[tuple[Path, str]], base: Path) -> ScanResult:
     for path, source in _files(roots):
         rel = path.relative_to(base).as_posix()
         if not path.is_file():  # a pipe would block the read; a broken link cannot be read
-            entries[rel] = CatalogEntry(
-                rel,
-                source,
-                0,
-                "",
-                CatalogOutcome.REJECTED,
-                RejectionReason.UNREADABLE,
-                "not a regular file (link, pipe, device)",
-            )
+            entries[rel] = _unreadable_entry(rel, source, "not a regular file (link, pipe, device)")
             continue
         try:
             size_bytes = path.stat().st_size
             digest = _sha256(path)
         except OSError as error:
-            entries[rel] = CatalogEntry(
-                rel,
-                source,
-                0,
-                "",
-                CatalogOutcome.REJECTED,
-                RejectionReason.UNREADABLE,
-                f"cannot read file: {error}",
-            )
+            entries[rel] = _unreadable_entry(rel, source, f"cannot read file: {error}")
             continue
         entry = CatalogEntry(rel, source, size_bytes, digest, CatalogOutcome.REJECTED)
         entries[rel] = entry
