@@ -1,0 +1,59 @@
+"""DICOM SR (TID 1500) per labelled image: written with highdicom, read back."""
+
+import math
+
+import pydicom
+import pytest
+
+from labeling_pipeline.corrections import (
+    append_corrections,
+    curate_labels,
+    make_correction,
+    read_corrections,
+)
+from labeling_pipeline.labels.sr import read_sr_landmarks, write_sr
+
+
+def test_sr_holds_every_landmark_with_its_point_status_and_code(reviewable, tmp_path):
+    study = reviewable.studies[0]
+    labels = reviewable.labels()
+    rows = labels[labels["sop_instance_uid"] == study.sop_instance_uid]
+    l3 = rows[rows["landmark"] == "L3"].iloc[0].to_dict()
+    true_x, true_y = study.truth["L3"]
+    append_corrections(
+        reviewable.corrections_dir, [make_correction(l3, "move", "ann", x=true_x, y=true_y)]
+    )
+    curated = curate_labels(rows, read_corrections(reviewable.corrections_dir))
+    source = reviewable.data_dir / "incoming" / "study_0" / "IM0001.dcm"
+    path = tmp_path / "sr" / f"{study.sop_instance_uid}.dcm"
+    assert write_sr(path, source, curated) is True
+
+    landmarks = {lm.name: lm for lm in read_sr_landmarks(path)}
+    assert list(landmarks) == [n for n in curated["landmark"] if n != "S1"] + ["S1"]
+    assert landmarks["L3"].status == "corrected"
+    assert (landmarks["L3"].x, landmarks["L3"].y) == pytest.approx((true_x, true_y), abs=1e-3)
+    assert landmarks["L3"].referenced_sop_instance_uid == study.sop_instance_uid
+    assert (landmarks["L1"].concept.value, landmarks["L1"].concept.scheme_designator) == (
+        "66794005",
+        "SCT",
+    )
+    assert landmarks["L1-L2"].concept.scheme_designator == "99LBLPIPE"
+    # S1 was not found: listed, with its status, without a point.
+    assert landmarks["S1"].status == "needs_review" and math.isnan(landmarks["S1"].x)
+
+    sr = pydicom.dcmread(path)
+    original = pydicom.dcmread(source, stop_before_pixels=True)
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == original.StudyInstanceUID
+    assert (sr.PatientName, sr.PatientID) == (original.PatientName, original.PatientID)
+    assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    assert sr.CompletionFlag == "PARTIAL"  # S1 still needs review
+
+    # Same labels again: nothing is rewritten; changed labels: a new instance.
+    assert write_sr(path, source, curated) is False
+    first_uid = sr.SOPInstanceUID
+    changed = curated.assign(status="confirmed").assign(x=curated["x"].fillna(5.0))
+    changed = changed.assign(y=curated["y"].fillna(5.0))
+    assert write_sr(path, source, changed) is True
+    again = pydicom.dcmread(path)
+    assert again.SOPInstanceUID != first_uid and again.SeriesInstanceUID == sr.SeriesInstanceUID
+    assert again.CompletionFlag == "COMPLETE"
