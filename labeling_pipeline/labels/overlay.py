@@ -3,13 +3,20 @@
 The image is windowed by percentiles (1st to 99th of its pixel values, robust to a few bright
 pixels), MONOCHROME1 inverted so that it looks like MONOCHROME2, and enlarged by an integer
 factor so that names stay legible on small images. Vertebrae are filled circles, discs small
-diamonds; green = ok, orange = needs review (name followed by "?"). Landmarks without a
-position are listed in the top-left corner. Nothing but the pixels and landmark names is drawn:
-no patient data.
+diamonds; green = ok, orange = needs review (name followed by "?"), and for reviewed labels
+blue = corrected, light green = confirmed. Landmarks without a position are listed in the
+top-left corner. With a ``partition_key``, a strip below the image names the study's partition
+key and lists each landmark that is not ``ok`` with its status, confidence and reason, so that
+the PNG can be reviewed outside the app. Nothing but the pixels, landmark names, statuses and
+the pseudonymous partition key is drawn: no patient data.
+
+:func:`write_overlay_index` writes ``overlays/index.html``: every overlay of the label dataset,
+flagged images first.
 """
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,11 +27,20 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from labeling_pipeline.atomic import atomic_write
+from labeling_pipeline.imaging.dicom import image_key
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.localization.result import OK, LandmarkResult
 
 OK_COLOUR = (40, 210, 60)
 REVIEW_COLOUR = (255, 150, 0)
+STATUS_COLOURS = {
+    "ok": OK_COLOUR,
+    "needs_review": REVIEW_COLOUR,
+    "corrected": (80, 195, 247),
+    "confirmed": (165, 232, 135),
+    "not_in_view": (160, 160, 160),
+}
+_SUFFIX = {"needs_review": "?", "not_in_view": " (not in view)"}
 MIN_LONG_SIDE = 512  # pixels of the output's longer side, reached by integer enlargement
 WINDOW_PERCENTILES = (1.0, 99.0)
 
@@ -36,6 +52,8 @@ class _Mark:
     x: float
     y: float
     status: str
+    reason: str = ""
+    confidence: float = math.nan
 
 
 def window_to_uint8(image: LabelImage) -> np.ndarray:
@@ -61,11 +79,20 @@ def _marks(landmarks: Sequence[LandmarkResult] | pd.DataFrame) -> list[_Mark]:
     if isinstance(landmarks, pd.DataFrame):
         return [
             _Mark(
-                str(r["landmark"]), str(r["kind"]), float(r["x"]), float(r["y"]), str(r["status"])
+                str(r["landmark"]),
+                str(r["kind"]),
+                float(r["x"]),
+                float(r["y"]),
+                str(r["status"]),
+                str(r.get("reason", "") or ""),
+                float(r.get("confidence", math.nan)),
             )
             for r in landmarks.to_dict("records")
         ]
-    return [_Mark(r.name, r.kind, float(r.x), float(r.y), r.status) for r in landmarks]
+    return [
+        _Mark(r.name, r.kind, float(r.x), float(r.y), r.status, r.reason, float(r.confidence))
+        for r in landmarks
+    ]
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -95,11 +122,14 @@ def render_overlay_image(
     image: LabelImage,
     landmarks: Sequence[LandmarkResult] | pd.DataFrame,
     scale: int | None = None,
+    partition_key: str | None = None,
 ) -> Image.Image:
-    """The overlay as an RGB Pillow image of (rows * scale) x (columns * scale) pixels.
+    """The overlay as an RGB Pillow image of (rows * scale) x (columns * scale) pixels, plus
+    the caption strip below when ``partition_key`` is given.
 
     ``landmarks`` are :class:`LandmarkResult` objects or label rows (columns ``landmark, kind,
-    x, y, status``); x = column and y = row in pixels of ``image``.
+    x, y, status``, optionally ``reason, confidence``); x = column and y = row in pixels of
+    ``image``.
     """
     scale = scale or overlay_scale(image.rows, image.columns)
     if scale < 1:
@@ -113,9 +143,10 @@ def render_overlay_image(
     font = _font(font_size)
     radius = max(3, round(2 * scale))
     missing: list[str] = []
-    for mark in _marks(landmarks):
-        colour = OK_COLOUR if mark.status == OK else REVIEW_COLOUR
-        label = mark.name if mark.status == OK else f"{mark.name}?"
+    marks = _marks(landmarks)
+    for mark in marks:
+        colour = STATUS_COLOURS.get(mark.status, REVIEW_COLOUR)
+        label = mark.name + _SUFFIX.get(mark.status, "")
         if not (math.isfinite(mark.x) and math.isfinite(mark.y)):
             missing.append(label)
             continue
@@ -139,7 +170,55 @@ def render_overlay_image(
         _text(draw, (text_x - left, cy - height / 2 - top), label, colour, font)
     if missing:
         _text(draw, (4, 4), "not found: " + ", ".join(missing), REVIEW_COLOUR, font)
+    if partition_key is not None:
+        canvas = _with_caption(canvas, partition_key, marks, _font(max(12, font_size - 2)))
     return canvas
+
+
+def _caption_lines(partition_key: str, marks: list[_Mark]) -> list[tuple[str, tuple]]:
+    flagged = [m for m in marks if m.status != OK]
+    lines: list[tuple[str, tuple]] = [
+        (f"{partition_key}: {len(marks) - len(flagged)} ok, {len(flagged)} not ok", (230,) * 3)
+    ]
+    for mark in flagged:
+        confidence = f", {mark.confidence:.2f}" if math.isfinite(mark.confidence) else ""
+        reason = f": {mark.reason}" if mark.reason else ""
+        lines.append(
+            (
+                f"{mark.name} ({mark.status}{confidence}){reason}",
+                STATUS_COLOURS.get(mark.status, REVIEW_COLOUR),
+            )
+        )
+    return lines
+
+
+def _with_caption(
+    canvas: Image.Image,
+    partition_key: str,
+    marks: list[_Mark],
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+) -> Image.Image:
+    lines = _caption_lines(partition_key, marks)
+    probe = ImageDraw.Draw(canvas)
+    height = max(probe.textbbox((0, 0), "Ag", font=font)[3], 1) + 6
+    # Wrap long reasons at the image's width so that nothing is cut off.
+    wrapped: list[tuple[str, tuple]] = []
+    for text, colour in lines:
+        words, current = text.split(" "), ""
+        for word in words:
+            trial = f"{current} {word}".strip()
+            if current and probe.textlength(trial, font=font) > canvas.width - 12:
+                wrapped.append((current, colour))
+                current = "  " + word
+            else:
+                current = trial
+        wrapped.append((current, colour))
+    out = Image.new("RGB", (canvas.width, canvas.height + height * len(wrapped) + 8), (20, 20, 24))
+    out.paste(canvas, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for index, (text, colour) in enumerate(wrapped):
+        draw.text((6, canvas.height + 4 + index * height), text, fill=colour, font=font)
+    return out
 
 
 def render_overlay(
@@ -147,8 +226,56 @@ def render_overlay(
     landmarks: Sequence[LandmarkResult] | pd.DataFrame,
     path: Path,
     scale: int | None = None,
+    partition_key: str | None = None,
 ) -> Path:
     """Draw the overlay (:func:`render_overlay_image`) and write it to ``path`` as PNG,
     atomically; returns ``path``. The same inputs always give the same bytes."""
-    canvas = render_overlay_image(image, landmarks, scale)
+    canvas = render_overlay_image(image, landmarks, scale, partition_key)
     return atomic_write(Path(path), lambda temporary: canvas.save(temporary, format="PNG"))
+
+
+def write_overlay_index(overlays_dir: Path, labels: pd.DataFrame) -> Path:
+    """Write ``overlays_dir/index.html``: one entry per labelled image of ``labels`` (its
+    overlay ``<image key>.png``, the SOPInstanceUID for a well-formed UID), images with the
+    most flagged landmarks first, each with its partition key, date and flagged landmarks."""
+    overlays_dir = Path(overlays_dir)
+    entries = []
+    for sop, rows in labels.groupby("sop_instance_uid", sort=True):
+        candidate = overlays_dir / f"{image_key(str(sop))}.png"
+        png = candidate if candidate.exists() else None
+        flagged = rows[rows["status"] != OK]
+        entries.append(
+            {
+                "png": png.name if png else "",
+                "partition_key": str(rows["partition_key"].iloc[0]),
+                "study_date": str(rows.get("study_date", pd.Series([""])).iloc[0]),
+                "flagged": [f"{r.landmark} ({r.status})" for r in flagged.itertuples()],
+            }
+        )
+    entries.sort(key=lambda e: (-len(e["flagged"]), e["partition_key"]))
+    cards = []
+    for entry in entries:
+        state = "flagged" if entry["flagged"] else "ok"
+        detail = ", ".join(entry["flagged"]) or "all ok"
+        image = (
+            f'<a href="{html.escape(entry["png"])}"><img src="{html.escape(entry["png"])}" '
+            f'loading="lazy" alt=""></a>'
+            if entry["png"]
+            else "<p>(no overlay)</p>"
+        )
+        cards.append(
+            f'<div class="card {state}"><b>{html.escape(entry["partition_key"])}</b> '
+            f"{html.escape(entry['study_date'])}<br><small>{html.escape(detail)}</small>"
+            f"{image}</div>"
+        )
+    flagged_count = sum(1 for e in entries if e["flagged"])
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Overlays</title><style>"
+        "body{font:14px system-ui,sans-serif;margin:18px;background:#1b1d21;color:#eee}"
+        ".grid{display:flex;flex-wrap:wrap;gap:12px}.card{width:280px;padding:8px;"
+        "background:#262a30;border-top:4px solid #3ccf5a}.card.flagged{border-color:#ff9a1f}"
+        "img{width:100%;margin-top:6px}small{color:#d9b27c}</style></head><body>"
+        f"<h1>Overlays</h1><p>{len(entries)} images, {flagged_count} with flagged landmarks "
+        "(first).</p><div class='grid'>" + "".join(cards) + "</div></body></html>\n"
+    )
+    return atomic_write(overlays_dir / "index.html", lambda temporary: temporary.write_text(page))

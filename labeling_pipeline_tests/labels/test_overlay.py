@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from labeling_pipeline.labels.dataset import label_rows
@@ -63,3 +64,32 @@ def test_window_percentiles_and_monochrome1() -> None:
     image.photometric_interpretation = "MONOCHROME2"
     image.pixels[:] = 7.0  # a constant image is shown black, without dividing by zero
     assert not window_to_uint8(image).any()
+
+
+def test_caption_names_partition_status_and_reason_and_index_lists_flagged_first(
+    tmp_path: Path,
+) -> None:
+    from labeling_pipeline.labels.overlay import write_overlay_index
+
+    flagged_image, ok_image = make_image(sop="1.2.3.4.1"), make_image(sop="1.2.3.4.2")
+    flagged = label_rows(
+        flagged_image, "20240315-aaaaaaaa", make_results(review=("L3",)), {}, make_template()
+    )
+    fine = label_rows(ok_image, "20240316-bbbbbbbb", make_results(), {}, make_template())
+    plain = render_overlay(flagged_image, flagged, tmp_path / "plain.png", scale=2)
+    path = render_overlay(
+        flagged_image,
+        flagged,
+        tmp_path / "1.2.3.4.1.png",
+        scale=2,
+        partition_key="20240315-aaaaaaaa",
+    )
+    render_overlay(ok_image, fine, tmp_path / "1.2.3.4.2.png", scale=2, partition_key="k")
+    with Image.open(path) as png, Image.open(plain) as without:
+        assert png.width == without.width and png.height > without.height  # the caption strip
+        strip = np.asarray(png)[without.height :]
+    assert (strip == REVIEW_COLOUR).all(axis=-1).any()  # L3's line in the review colour
+    index = write_overlay_index(tmp_path, pd.concat([fine, flagged]))
+    page = index.read_text()
+    assert page.index("1.2.3.4.1.png") < page.index("1.2.3.4.2.png")  # flagged first
+    assert "L3 (needs_review)" in page and "20240315-aaaaaaaa" in page
