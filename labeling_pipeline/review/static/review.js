@@ -165,13 +165,17 @@ function renderLandmarks() {
     if (lm.x == null && lm.status !== "not_in_view") parts.push("no position: click to place");
     if (lm.reviewer) parts.push(`by ${lm.reviewer}`);
     info.textContent = parts.join(" · ");
-    if (lm.reason) {
-      const reason = document.createElement("div");
-      reason.className = "reason";
-      reason.textContent = lm.reason;
-      info.appendChild(reason);
-    }
     row.addEventListener("click", () => viewer.select(lm.landmark));
+    if (lm.reason) {
+      // The machine's reason on a line of its own, under the landmark it explains.
+      const reasonRow = table.insertRow();
+      reasonRow.className = `reason-row${lm.landmark === viewer.selected ? " selected" : ""}`;
+      const cell = reasonRow.insertCell();
+      cell.colSpan = 3;
+      cell.className = "reason";
+      cell.textContent = lm.reason;
+      reasonRow.addEventListener("click", () => viewer.select(lm.landmark));
+    }
   }
 }
 
