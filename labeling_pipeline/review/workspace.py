@@ -28,6 +28,7 @@ from labeling_pipeline.corrections import (
     make_correction,
     read_corrections,
 )
+from labeling_pipeline.corrections.publish import MissingSourceError, labelled_source
 from labeling_pipeline.imaging.dicom import read_label_image
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.labels.catalog import read_catalog
@@ -230,20 +231,16 @@ class ReviewWorkspace:
 
     def source_file(self, sop_instance_uid: str) -> tuple[Path, int]:
         """The DICOM file and frame the catalog records as labelled for this image."""
-        catalog = self.catalog()
-        rows = catalog[
-            (catalog["sop_instance_uid"] == sop_instance_uid)
-            & (catalog["outcome"] == LABELLED_OUTCOME)
-        ]
-        if rows.empty:
-            raise UnknownImageError(f"the catalog has no labelled file for {sop_instance_uid!r}")
-        row = rows.iloc[0]
-        return self.data_dir / str(row["path"]), int(row["frame_index"])
+        try:
+            relative, frame = labelled_source(self.catalog(), sop_instance_uid)
+        except MissingSourceError as error:
+            raise UnknownImageError(str(error)) from error
+        return self.data_dir / relative, frame
 
     def image(self, sop_instance_uid: str) -> LabelImage:
         """The labelled image itself (modality LUT applied, as the pipeline saw it)."""
         path, frame = self.source_file(sop_instance_uid)
-        return read_label_image(path, frame_index=max(frame, 0))
+        return read_label_image(path, frame_index=frame)
 
     def labelled_images(self) -> list[dict[str, Any]]:
         """Every labelled image of the catalog (candidates for a new template)."""
