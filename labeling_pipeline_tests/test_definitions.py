@@ -22,6 +22,13 @@ EXPECTED_GRAPH = {
     "template_reference": ("template", False, set()),
     "vertebra_localization": ("localization", True, {"pixel_features", "template_reference"}),
     "label_dataset": ("labels", True, {"vertebra_localization", "template_reference"}),
+    "review_corrections": ("curated", False, set()),
+    "curated_labels": (
+        "curated",
+        True,
+        {"label_dataset", "template_reference", "review_corrections"},
+    ),
+    "qa_report": ("curated", False, {"curated_labels", "template_reference"}),
 }
 
 
@@ -52,9 +59,15 @@ def test_asset_graph_matches_the_data_flow(graph) -> None:
 
 
 def test_label_checks_are_partitioned_like_the_labels(graph) -> None:
-    checks = {key.name for key in graph.asset_check_keys}
-    assert checks == {"landmark_spacing_within_domain", "one_row_per_landmark"}
-    assert all(key.asset_key == dg.AssetKey("label_dataset") for key in graph.asset_check_keys)
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert checks == {
+        ("label_dataset", "landmark_spacing_within_domain"),
+        ("label_dataset", "one_row_per_landmark"),
+        ("label_dataset", "landmarks_need_review"),
+        ("curated_labels", "curated_spacing_within_domain"),
+        ("curated_labels", "curated_needs_review"),
+        ("curated_labels", "curated_dataset_outliers"),
+    }
 
 
 def test_jobs_select_the_two_halves_of_the_graph() -> None:
@@ -68,6 +81,7 @@ def test_jobs_select_the_two_halves_of_the_graph() -> None:
         "pixel_features",
         "vertebra_localization",
         "label_dataset",
+        "curated_labels",
     }
     assert label.partitions_def is not None
     assert label.partitions_def.name == STUDIES_PARTITION_NAME

@@ -55,6 +55,39 @@ def _run_command(args: argparse.Namespace) -> int:
     return EXIT_OK if summary.succeeded else EXIT_FAILED
 
 
+def _review_command(args: argparse.Namespace) -> int:
+    from labeling_pipeline.cli.review import serve_review
+
+    paths = PipelinePaths.resolve(args.data_dir, args.output_dir)
+    if not paths.data_dir.is_dir():
+        print(f"labeling-pipeline: data directory {paths.data_dir} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    serve_review(paths, args.host, args.port, find_dagster_home())
+    return EXIT_OK
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    from labeling_pipeline.cli.review import export_coco_file
+
+    paths = PipelinePaths.resolve(args.data_dir, args.output_dir)
+    try:
+        path, images = export_coco_file(paths, args.output, args.dates)
+    except (ValueError, LookupError) as error:
+        print(f"labeling-pipeline: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"COCO keypoints of {images} images: {path} (slices in {path.parent / 'images'})")
+    return EXIT_OK
+
+
+def _directory_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", help=f"data directory (default: ${DATA_DIR_ENV}, else 'data')"
+    )
+    parser.add_argument(
+        "--output-dir", help=f"output directory (default: ${OUTPUT_DIR_ENV}, else 'data/outputs')"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="labeling-pipeline",
@@ -88,6 +121,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dagster events printed while running (default: WARNING)",
     )
     run.set_defaults(handler=_run_command)
+
+    review = commands.add_parser(
+        "review",
+        help="the review web app: correct flagged landmarks, make a template",
+        description="Serve the review app on 127.0.0.1: a queue of images with flagged "
+        "landmarks, an image view to correct them (stored under corrections/), and a page to "
+        "make a template.",
+    )
+    review.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    review.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1; the app has no login, keep it local)",
+    )
+    _directory_options(review)
+    review.set_defaults(handler=_review_command)
+
+    export = commands.add_parser("export", help="export the curated dataset")
+    formats = export.add_subparsers(dest="format", required=True)
+    coco = formats.add_parser(
+        "coco",
+        help="COCO keypoints JSON with the labelled slices as PNG",
+        description="Write the curated dataset (labels with the latest review decisions) as "
+        "COCO keypoints; flagged landmarks get visibility 0.",
+    )
+    coco.add_argument(
+        "--output", type=Path, help="JSON file (default: coco/keypoints.json in the output dir)"
+    )
+    coco.add_argument(
+        "--dates",
+        choices=["keep", "year"],
+        default="keep",
+        help="study dates as they are, or only the year (full dates can identify people)",
+    )
+    _directory_options(coco)
+    coco.set_defaults(handler=_export_command)
     return parser
 
 

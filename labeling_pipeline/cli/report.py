@@ -33,11 +33,27 @@ def format_summary(summary: RunSummary) -> str:
     ]
     checks_failed = [c for s in summary.studies for c in s.failed_checks]
     checks_passed = sum(s.checks_passed for s in summary.studies)
-    lines.append(f"label checks:     {checks_passed} passed, {len(checks_failed)} failed")
+    checks_warned = [c for s in summary.studies for c in s.warned_checks]
+    lines.append(
+        f"label checks:     {checks_passed} passed, {len(checks_warned)} warnings, "
+        f"{len(checks_failed)} failed"
+    )
+    to_review = sum(
+        any("need" in c and "review" in c for c in s.warned_checks) for s in summary.studies
+    )
+    if to_review:
+        lines.append(
+            f"to review:        {to_review} studies with flagged landmarks "
+            "(`labeling-pipeline review`)"
+        )
     for study in summary.studies:
         if not study.success:
             lines.append(f"  FAILED {study.partition_key} (run {study.run_id}): {study.error}")
         for check in study.failed_checks:
             lines.append(f"  check {study.partition_key}: {check}")
+    if summary.qa_report_error:
+        lines.append(f"QA report FAILED: {summary.qa_report_error}")
+    elif summary.studies:
+        lines.append(f"QA report:        {summary.paths.output_dir / 'qa' / 'report.html'}")
     lines.append(f"time:             {summary.seconds:.1f} s")
     return "\n".join(lines)

@@ -25,6 +25,7 @@ class StudyOutcome:
     error: str = ""
     failed_checks: list[str] = field(default_factory=list)
     checks_passed: int = 0
+    warned_checks: list[str] = field(default_factory=list)  # WARN severity: worth a look
 
 
 @dataclass
@@ -43,6 +44,7 @@ class RunSummary:
     landmarks_ok: int = 0
     landmarks_needs_review: int = 0
     seconds: float = 0.0
+    qa_report_error: str = ""  # why qa/report.html could not be written (the labels stand)
 
     @property
     def succeeded(self) -> bool:
@@ -68,9 +70,15 @@ def run_pipeline(
     """
     # Imported here, not at the top: Dagster and torch take seconds to import, and argument
     # errors and --help should not wait for them.
+    import dagster as dg
+
     from labeling_pipeline.definitions import defs
     from labeling_pipeline.defs.ingestion.assets import dicom_catalog
-    from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
+    from labeling_pipeline.defs.jobs import (
+        catalog_and_template_job,
+        label_study_job,
+        qa_report_job,
+    )
     from labeling_pipeline.imaging.dicom import (
         CatalogOutcome,
         catalog_to_frame,
@@ -126,11 +134,19 @@ def run_pipeline(
             for evaluation in result.get_asset_check_evaluations():
                 if evaluation.passed:
                     outcome.checks_passed += 1
+                elif evaluation.severity == dg.AssetCheckSeverity.WARN:
+                    text = evaluation.description or "warning"
+                    outcome.warned_checks.append(f"{evaluation.check_name}: {text}")
                 else:
                     text = evaluation.description or "failed"
                     outcome.failed_checks.append(f"{evaluation.check_name}: {text}")
             summary.studies.append(outcome)
             frames.append(read_labels_partition(paths.labels_dir, key))
+        if keys:
+            report = defs.resolve_job_def(qa_report_job.name).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=run_config
+            )
+            summary.qa_report_error = "" if report.success else failure_text(report)
 
     labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not labels.empty:

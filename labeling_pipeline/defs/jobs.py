@@ -9,7 +9,7 @@ and partition backfills in the UI all run these.
 import dagster as dg
 
 CATALOG_AND_TEMPLATE_ASSETS = ("dicom_catalog", "template_reference")
-LABEL_STUDY_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset")
+LABEL_STUDY_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset", "curated_labels")
 
 catalog_and_template_job = dg.define_asset_job(
     name="catalog_and_template_job",
@@ -23,5 +23,11 @@ label_study_job = dg.define_asset_job(
     # Partitioned by "studies", as its assets are (Dagster infers it from the selection).
     selection=dg.AssetSelection.assets(*LABEL_STUDY_ASSETS),
     description="Label one study: pixel features, vertebra localization, label dataset, "
-    "overlays and the label checks.",
+    "overlays, the curated labels with review decisions, SRs, and their checks.",
+)
+
+qa_report_job = dg.define_asset_job(
+    name="qa_report_job",
+    selection=dg.AssetSelection.assets("qa_report"),
+    description="Write the dataset QA report over every curated study (qa/report.html).",
 )

@@ -91,6 +91,27 @@ class PipelinePaths:
         return self.output_dir / "overlays"
 
     @property
+    def corrections_dir(self) -> Path:
+        """Review decisions, append-only (written by the review app)."""
+        return self.output_dir / "corrections"
+
+    @property
+    def curated_dir(self) -> Path:
+        return self.output_dir / "curated"
+
+    @property
+    def sr_dir(self) -> Path:
+        return self.output_dir / "sr"
+
+    @property
+    def qa_dir(self) -> Path:
+        return self.output_dir / "qa"
+
+    @property
+    def coco_path(self) -> Path:
+        return self.output_dir / "coco" / "keypoints.json"
+
+    @property
     def intermediate_dir(self) -> Path:
         """Values passed between assets (pickles written by the IO manager)."""
         return self.output_dir / ".dagster_io"

@@ -15,7 +15,13 @@ def test_summary_reports_counts_failures_and_checks(tmp_path: Path) -> None:
         paths=PipelinePaths(tmp_path / "data", tmp_path / "out"),
         dagster_home=str(tmp_path),
         studies=[
-            StudyOutcome("20260901-aaaaaaaa", "run-1", True, checks_passed=2),
+            StudyOutcome(
+                "20260901-aaaaaaaa",
+                "run-1",
+                True,
+                checks_passed=2,
+                warned_checks=["landmarks_need_review: 1 landmarks in 1 images need review"],
+            ),
             StudyOutcome(
                 "20260902-bbbbbbbb",
                 "run-2",
@@ -35,6 +41,7 @@ def test_summary_reports_counts_failures_and_checks(tmp_path: Path) -> None:
     assert "studies:          2 (1 labelled, 1 failed)" in text
     assert "rejected files:   2 (not_dicom: 1, truncated: 1)" in text
     assert "landmarks:        8 ok, 1 needs_review" in text
-    assert "label checks:     2 passed, 1 failed" in text
+    assert "label checks:     2 passed, 1 warnings, 1 failed" in text
+    assert "to review:        1 studies with flagged landmarks" in text
     assert "FAILED 20260902-bbbbbbbb (run run-2): pixel_features: boom" in text
     assert not summary.succeeded

@@ -8,8 +8,8 @@ import pandas as pd
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicom import image_key
-from labeling_pipeline.labels.dataset import label_rows, write_labels_partition
-from labeling_pipeline.labels.overlay import render_overlay
+from labeling_pipeline.labels.dataset import label_rows, read_labels, write_labels_partition
+from labeling_pipeline.labels.overlay import render_overlay, write_overlay_index
 from labeling_pipeline.labels.qa import status_summary
 from labeling_pipeline.labels.schema import empty_labels
 from labeling_pipeline.localization.bundle import TemplateBundle
@@ -25,7 +25,8 @@ from labeling_pipeline.localization.study import StudyLocalization
         "The study's rows of the label dataset: one per (labelled image, template landmark), "
         "x = column and y = row in pixels of the labelled image, status ok or needs_review; "
         "written to `labels/<partition>.parquet`, with `overlays/<sop_instance_uid>.png` for "
-        "review."
+        "review (partition key, status and reason drawn; `overlays/index.html` lists them, "
+        "flagged first)."
     ),
 )
 def label_dataset(
@@ -43,9 +44,10 @@ def label_dataset(
     for image, results in zip(localization.images, localization.results, strict=True):
         frames.append(label_rows(image, key, results, extra, template=template_reference.landmarks))
         overlay = paths.overlays_dir / f"{image_key(image.sop_instance_uid)}.png"
-        overlays.append(render_overlay(image, results, overlay))
+        overlays.append(render_overlay(image, frames[-1], overlay, partition_key=key))
     labels = pd.concat(frames, ignore_index=True) if frames else empty_labels()
     written = write_labels_partition(paths.labels_dir, key, labels)
+    index = write_overlay_index(paths.overlays_dir, read_labels(paths.labels_dir))
     seconds = time.perf_counter() - started
 
     statuses = labels["status"].value_counts()
@@ -60,6 +62,7 @@ def label_dataset(
             "labels_path": dg.MetadataValue.path(str(written)),
             "overlays_dir": dg.MetadataValue.path(str(paths.overlays_dir)),
             "overlays": len(overlays),
+            "overlays_index": dg.MetadataValue.path(str(index)),
             "status_by_landmark": dg.MetadataValue.md(
                 summary.to_markdown(index=False) if not summary.empty else "no rows"
             ),

@@ -2,6 +2,7 @@
 
 import math
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from labeling_pipeline.anatomy import load_domain
 from labeling_pipeline.defs.labels.checks import (
     landmark_spacing_within_domain,
+    landmarks_need_review,
     one_row_per_landmark,
 )
 from labeling_pipeline.imaging.image import LabelImage
@@ -84,7 +86,19 @@ def test_spacing_check_ignores_steps_through_a_landmark_needing_review(
     labels = _labels("1.1", l3_y=0.0, l4_status=NEEDS_REVIEW)
     labels.loc[labels["landmark"] == "L4", ["x", "y", "x_mm", "y_mm"]] = math.nan
     result = landmark_spacing_within_domain(label_dataset=labels, template_reference=bundle)
-    assert result.passed and result.metadata["steps_checked"].value == 0
+    # Nothing could be checked: a warning that says so, not a silent pass.
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["steps_checked"].value == 0
+    assert "nothing to check" in result.description
+
+
+def test_a_study_with_landmarks_needing_review_warns(bundle: TemplateBundle) -> None:
+    assert landmarks_need_review(label_dataset=_labels("1.1")).passed
+    result = landmarks_need_review(label_dataset=_labels("1.1", l4_status=NEEDS_REVIEW))
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["needs_review"].value == 1 and "L4" in result.description + str(
+        result.metadata["flagged_table"].value
+    )
 
 
 def test_completeness_check_counts_expected_rows(bundle: TemplateBundle) -> None:

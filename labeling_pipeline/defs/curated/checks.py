@@ -1,0 +1,83 @@
+"""Checks of each study's curated labels (run after ``curated_labels`` in the same run).
+
+- ``curated_spacing_within_domain``: as ``landmark_spacing_within_domain``, over the
+  positions that count after review (ok, corrected, confirmed); WARN when there was nothing
+  to check.
+- ``curated_needs_review``: WARN while a landmark of the study still needs review.
+- ``curated_dataset_outliers``: WARN when a step of the study is an outlier for the whole
+  dataset although inside the domain ranges (see ``qa/report.html``).
+"""
+
+import dagster as dg
+import pandas as pd
+
+from labeling_pipeline.corrections import read_curated
+from labeling_pipeline.defs.curated.assets import curated_labels
+from labeling_pipeline.defs.ingestion.partitions import studies_partitions
+from labeling_pipeline.defs.labels.checks import metadata_table, spacing_check_result
+from labeling_pipeline.defs.resources import PipelineResource
+from labeling_pipeline.labels.qa_report import placed_steps, step_outliers
+from labeling_pipeline.localization.bundle import TemplateBundle
+
+FLAGGED = "needs_review"
+
+
+@dg.asset_check(
+    asset=curated_labels,
+    partitions_def=studies_partitions,
+    additional_ins={"template_reference": dg.AssetIn("template_reference")},
+    description="Distances (mm) and angles (deg) between adjacent vertebrae placed by the "
+    "machine or a reviewer lie within the domain knowledge's ranges.",
+)
+def curated_spacing_within_domain(
+    curated_labels: pd.DataFrame, template_reference: TemplateBundle
+) -> dg.AssetCheckResult:
+    domain = template_reference.domain
+    return spacing_check_result(placed_steps(curated_labels, domain.order), domain)
+
+
+@dg.asset_check(
+    asset=curated_labels,
+    partitions_def=studies_partitions,
+    description="No landmark of the study still needs review (WARN lists those that do).",
+)
+def curated_needs_review(curated_labels: pd.DataFrame) -> dg.AssetCheckResult:
+    flagged = curated_labels[curated_labels["status"] == FLAGGED]
+    return dg.AssetCheckResult(
+        passed=flagged.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(flagged)} landmarks in {flagged['sop_instance_uid'].nunique()} "
+        "images need review (`labeling-pipeline review`)"
+        if len(flagged)
+        else "every landmark is placed or decided",
+        metadata={
+            "needs_review": len(flagged),
+            "flagged_table": metadata_table(flagged[["sop_instance_uid", "landmark", "reason"]]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=curated_labels,
+    partitions_def=studies_partitions,
+    description="No step between adjacent vertebrae of the study is an outlier for the whole "
+    "curated dataset (robust z-score; see qa/report.html).",
+)
+def curated_dataset_outliers(
+    curated_labels: pd.DataFrame, pipeline: PipelineResource
+) -> dg.AssetCheckResult:
+    paths = pipeline.paths()
+    dataset = read_curated(paths.curated_dir)
+    outliers = step_outliers(placed_steps(dataset))
+    mine = outliers[outliers["sop_instance_uid"].isin(set(curated_labels["sop_instance_uid"]))]
+    return dg.AssetCheckResult(
+        passed=mine.empty,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{len(mine)} steps are outliers among "
+        f"{dataset['sop_instance_uid'].nunique()} images of the dataset",
+        metadata={
+            "outliers": len(mine),
+            "outlier_table": metadata_table(mine),
+            "qa_report": dg.MetadataValue.path(str(paths.qa_dir / "report.html")),
+        },
+    )
