@@ -19,13 +19,15 @@ INSTALLED_TEST := $(VENV)/.installed-test-$(PYPROJECT_HASH)
 PYTEST_ARGS ?=
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+REVIEW_PORT ?= 8765
 
-.PHONY: help run test ui lint format install install-test clean-outputs
+.PHONY: help run test ui review lint format install install-test clean-outputs
 
 help:
 	@echo "make run    label every study under \$${LABELING_DATA_DIR:-data} (outputs in \$${LABELING_OUTPUT_DIR:-data/outputs})"
 	@echo "make test   run the test suite"
 	@echo "make ui     start the Dagster UI on http://$(UI_HOST):$(UI_PORT)"
+	@echo "make review start the review app on http://127.0.0.1:$(REVIEW_PORT)"
 	@echo "make lint   ruff check and format check"
 
 $(BIN)/python:
@@ -55,6 +57,9 @@ test: install-test
 ui: install
 	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
+review: install
+	$(BIN)/labeling-pipeline review --port $(REVIEW_PORT)
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -66,3 +71,5 @@ format: install-test
 # Removes what `make run` produced (outputs of the default data directory, the Dagster instance).
 clean-outputs:
 	rm -rf data/outputs .dagster
+# Note: data/outputs/corrections/ holds people's review decisions; clean-outputs removes them
+# too, so copy them elsewhere first if they are to be kept.

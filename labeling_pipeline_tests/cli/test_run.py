@@ -65,7 +65,12 @@ def test_run_labels_a_study_and_records_its_runs(
     assert jobs == [
         ("catalog_and_template_job", dg.DagsterRunStatus.SUCCESS),
         ("label_study_job", dg.DagsterRunStatus.SUCCESS),
+        ("qa_report_job", dg.DagsterRunStatus.SUCCESS),
     ]
+    # The curated labels, their SRs and the QA report come with every run.
+    assert (output / "qa" / "report.html").is_file() and "QA report:" in out
+    assert len(list((output / "sr").glob("*.dcm"))) == len(truth)
+    assert len(pd.read_parquet(output / "curated")) == len(labels)
 
     # Unknown partition keys are a usage error, reported with the known ones.
     status = main(["run", "--data-dir", str(data), "--output-dir", str(output), "--partition", "x"])
