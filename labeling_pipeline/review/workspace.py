@@ -267,14 +267,15 @@ class ReviewWorkspace:
         with self._lock:
             rows = self.image_rows(sop_instance_uid)
             by_name = {r["landmark"]: r for r in rows.to_dict("records")}
-            records = []
+            records: list[dict[str, Any]] = []
             for action in actions:
                 kind = str(action.get("action", ""))
                 name = action.get("landmark")
                 if kind == ReviewAction.ACCEPT_ALL.value and not name:
+                    decided = {record["landmark"] for record in records}  # earlier in this call
                     for row in by_name.values():
                         placed = row["x"] == row["x"] and row["y"] == row["y"]  # not NaN
-                        if row["source"] == "machine" and placed:
+                        if row["source"] == "machine" and placed and row["landmark"] not in decided:
                             records.append(make_correction(row, kind, reviewer))
                     continue
                 if name not in by_name:

@@ -41,6 +41,23 @@ def test_decisions_clear_the_queue_and_are_stored(reviewable):
     assert len(read_corrections(reviewable.corrections_dir)) == 11
 
 
+def test_accept_all_after_moves_in_the_same_save_keeps_the_moves(reviewable):
+    workspace = ReviewWorkspace(reviewable.data_dir, reviewable.output_dir)
+    study = reviewable.studies[1]
+    x, y = study.truth["L4"]
+    records = workspace.record(
+        study.sop_instance_uid,
+        "ann",
+        [{"landmark": "L4", "action": "move", "x": x, "y": y}, {"action": "accept_all"}],
+    )
+    assert [r["landmark"] for r in records].count("L4") == 1
+    statuses = {
+        lm["landmark"]: (lm["status"], lm["x"])
+        for lm in workspace.image_detail(study.sop_instance_uid)["landmarks"]
+    }
+    assert statuses["L4"] == ("corrected", x) and statuses["L5"][0] == "confirmed"
+
+
 def test_bad_decisions_are_refused_and_nothing_is_stored(reviewable):
     workspace = ReviewWorkspace(reviewable.data_dir, reviewable.output_dir)
     sop = reviewable.studies[0].sop_instance_uid
