@@ -31,6 +31,11 @@ def format_summary(summary: RunSummary) -> str:
         f"landmarks:        {summary.landmarks_ok} ok, "
         f"{summary.landmarks_needs_review} needs_review",
     ]
+    if summary.curated_statuses:
+        lines.append(
+            "after review:     "
+            + ", ".join(f"{n} {status}" for status, n in summary.curated_statuses.items() if n)
+        )
     checks_failed = [c for s in summary.studies for c in s.failed_checks]
     checks_passed = sum(s.checks_passed for s in summary.studies)
     checks_warned = [c for s in summary.studies for c in s.warned_checks]
@@ -39,7 +44,7 @@ def format_summary(summary: RunSummary) -> str:
         f"{len(checks_failed)} failed"
     )
     to_review = sum(
-        any("need" in c and "review" in c for c in s.warned_checks) for s in summary.studies
+        any(c.startswith("curated_needs_review") for c in s.warned_checks) for s in summary.studies
     )
     if to_review:
         lines.append(

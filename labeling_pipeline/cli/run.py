@@ -44,6 +44,7 @@ class RunSummary:
     landmarks_ok: int = 0
     landmarks_needs_review: int = 0
     seconds: float = 0.0
+    curated_statuses: dict[str, int] = field(default_factory=dict)  # after review decisions
     qa_report_error: str = ""  # why qa/report.html could not be written (the labels stand)
 
     @property
@@ -153,5 +154,12 @@ def run_pipeline(
         summary.images_labelled = int(labels["sop_instance_uid"].nunique())
         summary.landmarks_ok = int((labels["status"] == "ok").sum())
         summary.landmarks_needs_review = int((labels["status"] == "needs_review").sum())
+        curated = [paths.curated_dir / f"{key}.parquet" for key in keys]
+        present = [path for path in curated if path.exists()]
+        if present:
+            statuses = pd.concat([pd.read_parquet(p, columns=["status"]) for p in present])
+            summary.curated_statuses = {
+                str(k): int(v) for k, v in statuses["status"].value_counts().items()
+            }
     summary.seconds = time.perf_counter() - started
     return summary
