@@ -1,0 +1,39 @@
+"""Fixtures shared across test folders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from labeling_pipeline_tests.orthanc_server import OrthancServer, find_orthanc
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., OrthancServer]]:
+    """Start Orthanc servers (``users`` turns on HTTP basic auth), each stopped after the test.
+    Skips when Orthanc or its DICOMweb plugin is not installed (``.ci/run`` installs them)."""
+    if find_orthanc() is None:
+        pytest.skip(
+            "Orthanc with the DICOMweb plugin is not installed "
+            "(apt-get install orthanc orthanc-dicomweb)"
+        )
+    servers: list[OrthancServer] = []
+
+    def start(users: dict[str, str] | None = None) -> OrthancServer:
+        server = OrthancServer(tmp_path / f"orthanc{len(servers)}", users=users)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def orthanc(orthanc_factory: Callable[..., OrthancServer]) -> OrthancServer:
+    """An Orthanc holding the sample studies of data/incoming and data/archive."""
+    server = orthanc_factory()
+    server.upload_sample_data()
+    return server
