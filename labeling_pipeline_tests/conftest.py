@@ -28,7 +28,7 @@ def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., OrthancServer]]:
 
     yield start
     for server in servers:
-        server.stop()
+        server.stop(kill=True)  # its storage is thrown away with tmp_path
 
 
 @pytest.fixture

@@ -112,9 +112,14 @@ class OrthancServer:
         self.stop()
         raise RuntimeError(f"Orthanc did not answer within {timeout_s} s: {self.log_tail()}")
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """Stop Orthanc: SIGTERM and wait (about 2 s), or at once with ``kill`` (a crash; the
+        SQLite index recovers on the next start)."""
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -217,5 +217,5 @@ class DicomwebSettings:
         """A dicomweb-client for the server, with this session and timeout; transient HTTP
         errors (429, 503, ...) are retried a few times with back-off."""
         client = DICOMwebClient(self.server_url, session=self.session(), timeout=self.timeout_s)
-        client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=500)
+        client.set_http_retry_params(retry=True, max_attempts=3, wait_exponential_multiplier=250)
         return client

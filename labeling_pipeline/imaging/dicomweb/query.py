@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,36 @@ def _count(answer: dict[str, Any], tag: str) -> int:
         return -1
 
 
+PAGE_SIZE = 500
+
+
+def search_pages(
+    search: Callable[..., list[dict[str, Any]]], key_tag: str, operation: str
+) -> list[dict[str, Any]]:
+    """Every answer of a QIDO search, page by page (``limit``/``offset``), without repeats.
+
+    Not dicomweb-client's ``get_remaining``: a server that ignores ``offset`` for some filters
+    (Orthanc's DICOMweb plugin does with ModalitiesInStudy) would make it ask forever. Paging
+    stops at a short page or at a page that brings nothing new.
+    """
+    answers: dict[str, dict[str, Any]] = {}
+    offset = 0
+    while True:
+        try:
+            page = search(limit=PAGE_SIZE, offset=offset)
+        except Exception as error:  # noqa: BLE001 - sorted into reasons by classify_error
+            raise classify_error(error, operation) from error
+        new = 0
+        for answer in page:
+            key = _text(answer, key_tag)
+            if key not in answers:
+                answers[key] = answer
+                new += 1
+        if len(page) < PAGE_SIZE or new == 0:
+            return list(answers.values())
+        offset += len(page)
+
+
 def search_studies(
     client: DICOMwebClient, dates: DateRange, modalities: Iterable[str]
 ) -> list[StudyHit]:
@@ -126,14 +156,15 @@ def search_studies(
     filters: dict[str, Any] = {"StudyDate": dates.query()}
     if len(wanted) == 1:
         filters["ModalitiesInStudy"] = next(iter(wanted))
-    try:
-        answers = client.search_for_studies(
+    answers = search_pages(
+        lambda **page: client.search_for_studies(
             search_filters=filters,
             fields=["StudyInstanceUID", "StudyDate", "ModalitiesInStudy"],
-            get_remaining=True,
-        )
-    except Exception as error:  # noqa: BLE001 - sorted into reasons by classify_error
-        raise classify_error(error, "study search") from error
+            **page,
+        ),
+        "0020000D",
+        "study search",
+    )
     hits: dict[str, StudyHit] = {}
     for answer in answers:
         study_uid = _uid(answer, "0020000D", "study search")
@@ -148,20 +179,18 @@ def search_studies(
 def study_series(client: DICOMwebClient, study_uid: str) -> list[SeriesHit]:
     """Every series of a study, ordered by UID (an empty list when the study is gone: servers
     answer a search in a missing study with no match). Raises :class:`DicomwebError`."""
-    try:
-        answers = client.search_for_series(
-            study_uid,
-            fields=[
-                "SeriesInstanceUID",
-                "Modality",
-                "SeriesDescription",
-                "BodyPartExamined",
-                "NumberOfSeriesRelatedInstances",
-            ],
-            get_remaining=True,
-        )
-    except Exception as error:  # noqa: BLE001
-        raise classify_error(error, "series search") from error
+    fields = [
+        "SeriesInstanceUID",
+        "Modality",
+        "SeriesDescription",
+        "BodyPartExamined",
+        "NumberOfSeriesRelatedInstances",
+    ]
+    answers = search_pages(
+        lambda **page: client.search_for_series(study_uid, fields=fields, **page),
+        "0020000E",
+        "series search",
+    )
     hits = []
     for answer in answers:
         hit = SeriesHit(
@@ -183,15 +212,13 @@ def spine_series(series: list[SeriesHit], series_filter: SeriesFilter) -> list[S
 
 def series_instances(client: DICOMwebClient, series: SeriesHit) -> list[InstanceHit]:
     """Every instance of a series with its SOP class, ordered by UID."""
-    try:
-        answers = client.search_for_instances(
-            series.study_uid,
-            series.series_uid,
-            fields=["SOPInstanceUID", "SOPClassUID"],
-            get_remaining=True,
-        )
-    except Exception as error:  # noqa: BLE001
-        raise classify_error(error, "instance search") from error
+    answers = search_pages(
+        lambda **page: client.search_for_instances(
+            series.study_uid, series.series_uid, fields=["SOPInstanceUID", "SOPClassUID"], **page
+        ),
+        "00080018",
+        "instance search",
+    )
     hits = {
         uid: InstanceHit(uid, _text(answer, "00080016"))
         for answer in answers

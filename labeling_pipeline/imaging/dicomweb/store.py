@@ -21,6 +21,7 @@ from pydicom.uid import generate_uid
 
 from labeling_pipeline.imaging.dicomweb.enum import FailureReason, StoreStatus
 from labeling_pipeline.imaging.dicomweb.errors import DicomwebError, classify_error
+from labeling_pipeline.imaging.dicomweb.query import search_pages
 
 logger = logging.getLogger(__name__)
 
@@ -82,19 +83,18 @@ def with_derived_uids(item: SrToStore, instance_number: int) -> Dataset:
 
 def _instances_in_series(client: DICOMwebClient, study_uid: str, series_uid: str) -> set[str]:
     try:
-        answers = client.search_for_instances(
-            study_uid, series_uid, fields=["SOPInstanceUID"], get_remaining=True
+        answers = search_pages(
+            lambda **page: client.search_for_instances(
+                study_uid, series_uid, fields=["SOPInstanceUID"], **page
+            ),
+            "00080018",
+            "SR series search",
         )
-    except Exception as error:  # noqa: BLE001
-        problem = classify_error(error, "SR series search")
-        if problem.reason == FailureReason.NOT_FOUND:
+    except DicomwebError as error:
+        if error.reason == FailureReason.NOT_FOUND:
             return set()  # no SR stored yet
-        raise problem from error
-    return {
-        str(answer["00080018"]["Value"][0])
-        for answer in answers
-        if answer.get("00080018", {}).get("Value")
-    }
+        raise
+    return {str(answer["00080018"]["Value"][0]) for answer in answers}
 
 
 def _failed_in_response(response: Dataset | None, sop_instance_uid: str) -> bool:

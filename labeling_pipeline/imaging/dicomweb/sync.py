@@ -32,7 +32,10 @@ from labeling_pipeline.imaging.dicomweb.query import (
 
 logger = logging.getLogger(__name__)
 
-UP_TO_DATE = "up_to_date"  # an outcome of a sync, not a record status: nothing had to be done
+UP_TO_DATE = "up_to_date"
+# After this many studies in a row without an answer (refused, timed out), the rest of a sync
+# is recorded as failed without asking: a server that is down would cost a timeout per study.
+MAX_UNANSWERED = 3  # an outcome of a sync, not a record status: nothing had to be done
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,16 @@ def retrieve_studies(
     keeps what it finished. ``on_study`` is called with each outcome."""
     report = SyncReport(server_url=server_url, dates=plan.dates, found=len(plan.found))
     protected: set[str] = set()
+    unanswered = 0  # consecutive studies the server did not answer for
     for hit in plan.studies:
         previous = cache.records.get(hit.study_uid)
+        if unanswered >= MAX_UNANSWERED:
+            outcome = _not_tried(cache, hit, previous, server_url)
+            cache.save()
+            report.outcomes.append(outcome)
+            if on_study is not None:
+                on_study(outcome)
+            continue
         record = StudyRecord(
             study_uid=hit.study_uid,
             server_url=server_url,
@@ -152,6 +163,8 @@ def retrieve_studies(
         outcome = _sync_one(client, cache, record, previous, series_filter, protected, report)
         if outcome.status == StudyStatus.RETRIEVED:
             protected.add(hit.study_uid)
+        gone = outcome.reason in (FailureReason.UNREACHABLE, FailureReason.TIMEOUT)
+        unanswered = unanswered + 1 if gone else 0
         cache.save()
         report.outcomes.append(outcome)
         logger.info(
@@ -163,6 +176,23 @@ def retrieve_studies(
         if on_study is not None:
             on_study(outcome)
     return report
+
+
+def _not_tried(
+    cache: StudyCache, hit: StudyHit, previous: StudyRecord | None, server_url: str
+) -> StudyOutcome:
+    """Record a study skipped because the server stopped answering (retried next sync)."""
+    message = "not tried: the server stopped answering"
+    if previous is not None and previous.status == StudyStatus.RETRIEVED:
+        return StudyOutcome(hit.study_uid, UP_TO_DATE, message=message, files=previous.files)
+    record = previous or StudyRecord(hit.study_uid, server_url, StudyStatus.FAILED, hit.study_date)
+    record.status, record.reason, record.message = (
+        StudyStatus.FAILED,
+        FailureReason.UNREACHABLE,
+        message,
+    )
+    cache.records[hit.study_uid] = record
+    return StudyOutcome(hit.study_uid, record.status, record.reason, message)
 
 
 def _sync_one(
