@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dicomweb_client import DICOMwebClient
-from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from labeling_pipeline.imaging.dicomweb.enum import FailureReason, StoreStatus
 from labeling_pipeline.imaging.dicomweb.errors import DicomwebError, classify_error
@@ -76,8 +76,15 @@ def with_derived_uids(item: SrToStore, instance_number: int) -> Dataset:
     dataset.SeriesInstanceUID = sr_series_uid(item.source_sop_instance_uid)
     dataset.SOPInstanceUID = sr_instance_uid(item.source_sop_instance_uid, item.content_digest)
     dataset.InstanceNumber = instance_number
-    if getattr(dataset, "file_meta", None) is not None:
-        dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    # A complete DICOM file (preamble, "DICM", meta): dicomweb-client sends the dataset as
+    # pydicom writes it, and servers keep and serve back the bytes they were given.
+    meta = getattr(dataset, "file_meta", None) or FileMetaDataset()
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    if not meta.get("TransferSyntaxUID"):
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset.file_meta = meta
+    dataset.preamble = b"\0" * 128
     return dataset
 
 
