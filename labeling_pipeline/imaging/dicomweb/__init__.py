@@ -7,7 +7,12 @@ piling up (:mod:`.store`). Settings come from ``LABELING_DICOMWEB_*`` (:mod:`.co
 Dagster here: the pipeline's shell calls these functions.
 """
 
-from labeling_pipeline.imaging.dicomweb.cache import StudyCache, StudyRecord
+from labeling_pipeline.imaging.dicomweb.cache import (
+    StudyCache,
+    StudyRecord,
+    cache_root,
+    with_server_urls,
+)
 from labeling_pipeline.imaging.dicomweb.config import (
     DicomwebConfigError,
     DicomwebSettings,
@@ -29,8 +34,10 @@ from labeling_pipeline.imaging.dicomweb.sync import (
     StudyOutcome,
     SyncPlan,
     SyncReport,
+    pending_studies,
     plan_sync,
     retrieve_studies,
+    sync_data_dir,
     sync_server,
 )
 
@@ -52,13 +59,17 @@ __all__ = [
     "StudyStatus",
     "SyncPlan",
     "SyncReport",
+    "cache_root",
     "classify_error",
     "labels_content_digest",
+    "pending_studies",
     "plan_sync",
     "retrieve_studies",
     "search_studies",
     "sr_instance_uid",
     "sr_series_uid",
     "store_structured_reports",
+    "sync_data_dir",
     "sync_server",
+    "with_server_urls",
 ]

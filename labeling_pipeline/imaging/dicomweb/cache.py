@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.imaging.dicomweb.enum import StudyStatus
 
@@ -52,6 +54,28 @@ class StudyRecord:
     reason: str = ""
     message: str = ""
     skipped_non_image: int = 0  # instances of the spine series left on the server (SR, PR...)
+
+
+def cache_root(data_dir: Path) -> Path:
+    """Where a data directory keeps its DICOMweb studies: ``dicomweb/`` beside ``incoming/``
+    and ``archive/``, so the ingestion scan catalogues them as source ``dicomweb``."""
+    return Path(data_dir) / "dicomweb"
+
+
+def with_server_urls(catalog: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """``catalog`` with ``server_url`` filled for its ``dicomweb`` rows from the cache record
+    under ``root`` (the credential-free URL each study was retrieved from)."""
+    catalog = catalog.copy()
+    if "server_url" not in catalog:
+        catalog["server_url"] = ""
+    state = Path(root) / STATE_NAME
+    if not state.is_file():
+        return catalog
+    studies = json.loads(state.read_text(encoding="utf-8")).get("studies", {})
+    urls = {uid: str(record.get("server_url", "")) for uid, record in studies.items()}
+    rows = catalog["source"] == "dicomweb"
+    catalog.loc[rows, "server_url"] = catalog.loc[rows, "study_uid"].map(urls).fillna("")
+    return catalog
 
 
 def _directory_size(path: Path) -> tuple[int, int]:

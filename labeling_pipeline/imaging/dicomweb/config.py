@@ -28,7 +28,6 @@ CA_BUNDLE_ENV = "LABELING_DICOMWEB_CA_BUNDLE"
 STORE_ENV = "LABELING_DICOMWEB_STORE"
 TIMEOUT_ENV = "LABELING_DICOMWEB_TIMEOUT_S"
 LOOKBACK_ENV = "LABELING_DICOMWEB_LOOKBACK_DAYS"
-CACHE_DIR_ENV = "LABELING_DICOMWEB_CACHE_DIR"
 CACHE_LIMIT_ENV = "LABELING_DICOMWEB_CACHE_MB"
 MODALITIES_ENV = "LABELING_DICOMWEB_MODALITIES"
 BODY_PART_ENV = "LABELING_DICOMWEB_BODY_PART"
@@ -114,7 +113,6 @@ class DicomwebSettings:
     timeout_s: float = DEFAULT_TIMEOUT_S
     store_enabled: bool = False
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
-    cache_dir: Path | None = None
     cache_limit_bytes: int = DEFAULT_CACHE_LIMIT_MB * 1_000_000
     series_filter: SeriesFilter = field(default_factory=SeriesFilter)
 
@@ -178,7 +176,6 @@ class DicomwebSettings:
             timeout_s=timeout,
             store_enabled=get(STORE_ENV).lower() in _TRUE,
             lookback_days=lookback,
-            cache_dir=Path(get(CACHE_DIR_ENV)).expanduser() if get(CACHE_DIR_ENV) else None,
             cache_limit_bytes=int(limit_mb * 1_000_000),
             series_filter=SeriesFilter(
                 modalities=modalities or DEFAULT_MODALITIES,

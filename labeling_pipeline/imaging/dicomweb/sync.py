@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pydicom
 from dicomweb_client import DICOMwebClient
 
-from labeling_pipeline.imaging.dicomweb.cache import StudyCache, StudyRecord
+from labeling_pipeline.imaging.dicomweb.cache import StudyCache, StudyRecord, cache_root
 from labeling_pipeline.imaging.dicomweb.config import DicomwebSettings, SeriesFilter
 from labeling_pipeline.imaging.dicomweb.enum import FailureReason, StudyStatus
 from labeling_pipeline.imaging.dicomweb.errors import DicomwebError, classify_error
@@ -272,3 +273,26 @@ def sync_server(
         return retrieve_studies(
             client, cache, plan, settings.series_filter, settings.server_url, on_study=on_study
         )
+
+
+def pending_studies(settings: DicomwebSettings, cache: StudyCache, dates: DateRange) -> list[str]:
+    """A cheap look for the sensor (one QIDO search, no retrieve): ``uid:attempts`` of each
+    study the next sync would retrieve (not recorded yet, listed again after it vanished, or
+    failed before). The attempts make a new list after each failed retry."""
+    plan = plan_sync(settings.client(), cache, dates, settings.series_filter.modalities)
+    pending = []
+    for hit in plan.studies:
+        record = cache.records.get(hit.study_uid)
+        if record is None or record.status in (StudyStatus.FAILED, StudyStatus.NOT_FOUND):
+            pending.append(f"{hit.study_uid}:{record.attempts if record else 0}")
+    return sorted(pending)
+
+
+def sync_data_dir(
+    settings: DicomwebSettings, data_dir: Path, dates: DateRange | None = None
+) -> SyncReport:
+    """Sync the server into ``data_dir/dicomweb`` over ``dates`` (default: the look-back window
+    of ``LABELING_DICOMWEB_LOOKBACK_DAYS`` up to today). Raises :class:`DicomwebError` when the
+    server cannot be searched."""
+    cache = StudyCache(cache_root(data_dir), settings.cache_limit_bytes)
+    return sync_server(settings, cache, dates or DateRange.lookback(settings.lookback_days))
