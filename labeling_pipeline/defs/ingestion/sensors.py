@@ -91,7 +91,7 @@ def new_study_sensor(
         latest, "incoming_fingerprint"
     ) == fingerprint.digest and _metadata_text(latest, "data_dir") == str(paths.data_dir)
     if not current:
-        if fingerprint.files == 0 and latest is None:
+        if fingerprint.files == 0 and latest is None and DicomwebSettings.from_env() is None:
             return dg.SkipReason(f"no files in {paths.incoming_dir} yet")
         # The same run key for the same listing: a queued catalog run is not asked for twice.
         return dg.RunRequest(
