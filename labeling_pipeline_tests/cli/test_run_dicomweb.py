@@ -71,6 +71,8 @@ def test_run_labels_server_studies_as_it_labels_the_folder(
     out = capsys.readouterr().out
     assert status == EXIT_OK, out
     assert f"studies:          {len(STUDIES)} ({len(STUDIES)} labelled, 0 failed)" in out
+    assert f"dicomweb:         {server.dicomweb_url} StudyDate " in out
+    assert f"found {len(STUDIES)}, evicted 0, retrieved {len(STUDIES)}" in out
 
     from_folder, from_server = _labels(tmp_path / "out_folder"), _labels(tmp_path / "out_pacs")
     assert len(from_server) == len(from_folder) > 0
@@ -98,6 +100,13 @@ def test_run_labels_server_studies_as_it_labels_the_folder(
     again = ["run", "--data-dir", str(pacs), "--output-dir", str(tmp_path / "out_again")]
     assert main([*again, "--partition", from_server["partition_key"].iloc[0]]) == EXIT_OK
     assert json.loads(state.read_text())["studies"] == before
+
+    # A server refusing the credentials: reported, and the cached studies are still labelled.
+    monkeypatch.setenv("LABELING_DICOMWEB_PASSWORD", "wrong")
+    capsys.readouterr()
+    assert main([*again, "--partition", from_server["partition_key"].iloc[0]]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "NOT SEARCHED, study search: HTTP 401" in out and "1 labelled, 0 failed" in out
 
     for path in (tmp_path / "out_pacs").rglob("*"):
         if path.is_file():
