@@ -30,16 +30,12 @@ def find_orthanc() -> tuple[str, str] | None:
     executable = shutil.which("Orthanc") or (
         "/usr/sbin/Orthanc" if Path("/usr/sbin/Orthanc").is_file() else None
     )
-    plugin = next((p for p in PLUGIN_CANDIDATES if Path(p).is_file()), None)
-    if plugin is None:
-        plugin = (
-            next(
-                (str(p) for p in sorted(Path("/usr/lib/orthanc").glob("libOrthancDicomWeb.so*"))),
-                None,
-            )
-            if Path("/usr/lib/orthanc").is_dir()
-            else None
-        )
+    # Debian puts the plugin in /usr/share/orthanc/plugins (a link to /usr/lib/orthanc/...so.N).
+    candidates = [
+        *map(Path, PLUGIN_CANDIDATES),
+        *sorted(Path("/usr/lib/orthanc").glob("*DicomWeb.so*")),
+    ]
+    plugin = next((str(p) for p in candidates if p.is_file()), None)
     return (executable, plugin) if executable and plugin else None
 
 
