@@ -1,9 +1,13 @@
 """Fixtures shared across the test packages."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from labeling_pipeline_tests.orthanc_server import OrthancServer, find_orthanc
 from labeling_pipeline_tests.reviewable import ReviewableOutputs, build_reviewable_outputs
 
 
@@ -11,3 +15,32 @@ from labeling_pipeline_tests.reviewable import ReviewableOutputs, build_reviewab
 def reviewable(tmp_path: Path) -> ReviewableOutputs:
     """Two labelled phantom studies with flagged landmarks (see ``reviewable.py``)."""
     return build_reviewable_outputs(tmp_path)
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., OrthancServer]]:
+    """Start Orthanc servers (``users`` turns on HTTP basic auth), each stopped after the test.
+    Skips when Orthanc or its DICOMweb plugin is not installed (``.ci/run`` installs them)."""
+    if find_orthanc() is None:
+        pytest.skip(
+            "Orthanc with the DICOMweb plugin is not installed "
+            "(apt-get install orthanc orthanc-dicomweb)"
+        )
+    servers: list[OrthancServer] = []
+
+    def start(users: dict[str, str] | None = None) -> OrthancServer:
+        server = OrthancServer(tmp_path / f"orthanc{len(servers)}", users=users)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop(kill=True)  # its storage is thrown away with tmp_path
+
+
+@pytest.fixture
+def orthanc(orthanc_factory: Callable[..., OrthancServer]) -> OrthancServer:
+    """An Orthanc holding the sample studies of data/incoming and data/archive."""
+    server = orthanc_factory()
+    server.upload_sample_data()
+    return server

@@ -20,6 +20,8 @@ def format_summary(summary: RunSummary) -> str:
             else ""
         ),
     ]
+    if summary.dicomweb:
+        lines.append(f"dicomweb:         {summary.dicomweb}")
     if summary.prepare_error:
         lines.append(f"FAILED before labelling (run {summary.prepare_run_id}):")
         lines.append(f"  {summary.prepare_error}")

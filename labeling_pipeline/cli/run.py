@@ -46,10 +46,29 @@ class RunSummary:
     seconds: float = 0.0
     curated_statuses: dict[str, int] = field(default_factory=dict)  # after review decisions
     qa_report_error: str = ""  # why qa/report.html could not be written (the labels stand)
+    dicomweb: str = ""  # what the catalog run did with LABELING_DICOMWEB_URL ("" when unset)
 
     @property
     def succeeded(self) -> bool:
         return not self.prepare_error and all(study.success for study in self.studies)
+
+
+def _dicomweb_line(result, node_name: str) -> str:
+    """The catalog run's DICOMweb metadata in one line: server, window and counts, or why the
+    server could not be searched ("" when no server is configured)."""
+    materializations = result.asset_materializations_for_node(node_name)
+    metadata = materializations[0].metadata if materializations else {}
+    if "dicomweb_server" not in metadata:
+        return ""
+    server = metadata["dicomweb_server"].value
+    if "dicomweb_error" in metadata:
+        return f"{server}: NOT SEARCHED, {metadata['dicomweb_error'].value}"
+    sync = dict(metadata["dicomweb_sync"].value)
+    dates, reasons = sync.pop("dates"), sync.pop("failed_reasons", [])
+    counts = ", ".join(f"{k} {v}" for k, v in sync.items())
+    return f"{server} StudyDate {dates}: {counts}" + (
+        f" (failed: {', '.join(reasons)})" if reasons else ""
+    )
 
 
 def _console_config(log_level: str) -> dict:
@@ -103,6 +122,8 @@ def run_pipeline(
         scanned = prepare.is_node_success(dicom_catalog_name)
         catalog = read_catalog(paths.catalog_path) if scanned else catalog_to_frame([])
         summary.files_seen = len(catalog)
+        if scanned:
+            summary.dicomweb = _dicomweb_line(prepare, dicom_catalog_name)
         rejected = catalog[catalog["outcome"] == CatalogOutcome.REJECTED]
         summary.rejected_files = len(rejected)
         summary.rejections = {

@@ -1,5 +1,6 @@
-"""Ingestion: every DICOM file under ``incoming/`` and ``archive/``, catalogued, one partition
-per study."""
+"""Ingestion: every DICOM file under ``incoming/`` and ``archive/`` (and, with
+``LABELING_DICOMWEB_URL`` set, the studies of a DICOMweb server, retrieved into ``dicomweb/``
+first), catalogued, one partition per study."""
 
 import time
 
@@ -15,14 +16,53 @@ from labeling_pipeline.imaging.dicom import (
     study_summary,
     tree_fingerprint,
 )
+from labeling_pipeline.imaging.dicomweb import (
+    DicomwebConfigError,
+    DicomwebError,
+    DicomwebSettings,
+    cache_root,
+    sync_data_dir,
+    with_server_urls,
+)
 from labeling_pipeline.labels.catalog import write_catalog
+
+
+def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
+    """Retrieve new server studies into ``data_dir/dicomweb`` when a server is configured; run
+    metadata about it (counts, the credential-free URL). A server that cannot be searched is
+    reported and the folders (and the studies cached before) are still catalogued."""
+    try:
+        settings = DicomwebSettings.from_env()
+    except DicomwebConfigError as error:
+        raise dg.Failure(f"DICOMweb settings: {error}") from error
+    if settings is None:
+        return {}
+    metadata: dict = {"dicomweb_server": settings.server_url}
+    try:
+        report = sync_data_dir(settings, data_dir)
+    except DicomwebError as error:
+        context.log.warning(f"DICOMweb server {settings.server_url}: {error.message}")
+        metadata["dicomweb_error"] = error.message
+        return metadata
+    counts = report.counts()
+    failed = report.by_status("failed")
+    context.log.info(f"DICOMweb {settings.server_url} {report.dates.query()}: {counts}")
+    metadata["dicomweb_sync"] = dg.MetadataValue.json(
+        {
+            "dates": report.dates.query(),
+            **counts,
+            "failed_reasons": sorted({o.reason for o in failed}),
+        }
+    )
+    return metadata
 
 
 @dg.asset(
     group_name="ingestion",
     kinds={"dicom", "parquet"},
     description=(
-        "Every file under the data directory's incoming/ and archive/, validated, with its "
+        "Every file under the data directory's incoming/ and archive/ (and dicomweb/, studies "
+        "retrieved from LABELING_DICOMWEB_URL first), validated, with its "
         "outcome (labelled, accepted, rejected and why), written to catalog.parquet. One image "
         "per series is chosen for labelling; each study with one becomes a 'studies' partition."
     ),
@@ -33,12 +73,14 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
         raise dg.Failure(f"data directory {paths.data_dir} does not exist")
     # Fingerprint before scanning: files that change during the scan make the sensor rescan.
     incoming = tree_fingerprint(paths.incoming_dir)
+    dicomweb = _sync_dicomweb(context, paths.data_dir)
     started = time.perf_counter()
     try:
         # One scan of both folders: a study or SOP instance present in both is labelled once.
         catalog = scan_data_dir(paths.data_dir).catalog_frame()
     except ValueError as error:  # e.g. incoming is a file, not a folder
         raise dg.Failure(f"cannot scan {paths.data_dir}: {error}") from error
+    catalog = with_server_urls(catalog, cache_root(paths.data_dir))
     scan_seconds = time.perf_counter() - started
     write_catalog(paths.catalog_path, catalog)
 
@@ -70,5 +112,6 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
                 rejection_summary(catalog).to_markdown(index=False) or "none"
             ),
             "dagster/row_count": len(catalog),
+            **dicomweb,
         },
     )

@@ -1,11 +1,16 @@
-"""Label new studies as they arrive in ``incoming/``.
+"""Label new studies as they arrive in ``incoming/`` or on the DICOMweb server.
 
 Each tick first compares a cheap fingerprint of ``incoming/`` (paths, sizes, modification
 times) with the one the latest ``dicom_catalog`` was built from. When they differ it asks for a
 catalog run (which validates the new files and registers their studies); once the catalog is
 current it registers any missing study partitions and asks for one ``label_study_job`` run per
-incoming study whose files differ from those its labels were made from.
+incoming study whose files differ from those its labels were made from. With
+``LABELING_DICOMWEB_URL`` set, a current catalog is also checked against the server (one QIDO
+search over the look-back window): new or failed server studies ask for a catalog run, which
+retrieves them; studies from the server are then labelled like incoming ones.
 """
+
+import hashlib
 
 import dagster as dg
 
@@ -13,7 +18,41 @@ from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicom import labelled_partition_keys, study_digest, tree_fingerprint
+from labeling_pipeline.imaging.dicomweb import (
+    DateRange,
+    DicomwebError,
+    DicomwebSettings,
+    StudyCache,
+    cache_root,
+    pending_studies,
+)
 from labeling_pipeline.labels.catalog import read_catalog
+
+# Sources whose studies the sensor labels as they arrive (archive/ is for backfills).
+WATCHED_SOURCES = ("incoming", "dicomweb")
+
+
+def _server_request(context: dg.SensorEvaluationContext, data_dir) -> dg.RunRequest | None:
+    """A catalog run when the DICOMweb server has studies the cache has not got (or failed to
+    get); None when no server is configured or nothing is pending."""
+    settings = DicomwebSettings.from_env()
+    if settings is None:
+        return None
+    cache = StudyCache(cache_root(data_dir), settings.cache_limit_bytes)
+    try:
+        pending = pending_studies(settings, cache, DateRange.lookback(settings.lookback_days))
+    except DicomwebError as error:
+        context.log.warning(f"DICOMweb server {settings.server_url}: {error.message}")
+        return None
+    if not pending:
+        return None
+    digest = hashlib.sha256("\n".join(pending).encode()).hexdigest()[:16]
+    return dg.RunRequest(
+        job_name=catalog_and_template_job.name,
+        run_key=f"dicomweb-{digest}",
+        tags={"labeling/trigger": "new_study_sensor"},
+    )
+
 
 CATALOG_KEY = dg.AssetKey("dicom_catalog")
 LABELS_KEY = dg.AssetKey("label_dataset")
@@ -52,7 +91,7 @@ def new_study_sensor(
         latest, "incoming_fingerprint"
     ) == fingerprint.digest and _metadata_text(latest, "data_dir") == str(paths.data_dir)
     if not current:
-        if fingerprint.files == 0 and latest is None:
+        if fingerprint.files == 0 and latest is None and DicomwebSettings.from_env() is None:
             return dg.SkipReason(f"no files in {paths.incoming_dir} yet")
         # The same run key for the same listing: a queued catalog run is not asked for twice.
         return dg.RunRequest(
@@ -61,8 +100,11 @@ def new_study_sensor(
             tags={"labeling/trigger": "new_study_sensor"},
         )
 
+    server = _server_request(context, paths.data_dir)
+    if server is not None:
+        return server
     catalog = read_catalog(paths.catalog_path)
-    incoming = catalog[catalog["source"] == "incoming"]
+    incoming = catalog[catalog["source"].isin(WATCHED_SOURCES)]
     keys = labelled_partition_keys(incoming)
     known = set(context.instance.get_dynamic_partitions(studies_partitions.name))
     missing = [key for key in keys if key not in known]

@@ -21,7 +21,8 @@ class CatalogEntry:
     ``path`` is relative to the data directory (``incoming/a/b.dcm``). ``frame_index`` is the
     labelled frame (0-based) on the ``labelled`` row, -1 elsewhere. ``rows``/``columns``/
     ``number_of_frames`` are 0 when unknown. ``note`` records fallbacks that were taken (e.g.
-    ImagerPixelSpacing used, slice order from InstanceNumber).
+    ImagerPixelSpacing used, slice order from InstanceNumber). ``server_url``: for a file of
+    the ``dicomweb`` source, the base URL (without credentials) of the server it came from.
     """
 
     path: str
@@ -43,6 +44,7 @@ class CatalogEntry:
     number_of_frames: int = 0
     rows: int = 0
     columns: int = 0
+    server_url: str = ""
 
 
 CATALOG_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CatalogEntry))

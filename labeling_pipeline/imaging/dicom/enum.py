@@ -5,10 +5,12 @@ from enum import StrEnum
 
 
 class Source(StrEnum):
-    """The folder of the data directory a file was found in."""
+    """The folder of the data directory a file was found in (``dicomweb/`` is written by the
+    DICOMweb source, :mod:`labeling_pipeline.imaging.dicomweb`)."""
 
     INCOMING = "incoming"
     ARCHIVE = "archive"
+    DICOMWEB = "dicomweb"  # the local cache of studies retrieved from a DICOMweb server
 
 
 class CatalogOutcome(StrEnum):

@@ -1,0 +1,71 @@
+"""new_study_sensor with a DICOMweb server (a real Orthanc): new server studies are retrieved by
+a catalog run, then labelled like incoming ones."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import dagster as dg
+import pytest
+
+from labeling_pipeline.defs.ingestion.assets import dicom_catalog
+from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
+from labeling_pipeline.defs.resources import IntermediateIOManager, PipelineResource
+from labeling_pipeline.labels.catalog import read_catalog
+from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _tick(env: SimpleNamespace):
+    with dg.build_sensor_context(
+        instance=env.instance, resources={"pipeline": env.pipeline}
+    ) as context:
+        return new_study_sensor(context)
+
+
+def _catalog(env: SimpleNamespace) -> dg.ExecuteInProcessResult:
+    resources = {
+        "pipeline": env.pipeline,
+        "io_manager": IntermediateIOManager(pipeline=env.pipeline),
+    }
+    result = dg.materialize(
+        [dicom_catalog], instance=env.instance, resources=resources, run_config=QUIET
+    )
+    assert result.success
+    return result
+
+
+def test_sensor_fetches_and_labels_new_server_studies(
+    orthanc_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = orthanc_factory()
+    server.upload(sorted((SAMPLE_DATA / "archive").rglob("*.dcm"))[:2])
+    monkeypatch.setenv("LABELING_DICOMWEB_URL", server.dicomweb_url)
+    monkeypatch.setenv("LABELING_DICOMWEB_LOOKBACK_DAYS", "3650")  # the samples are from 2026
+    data = tmp_path / "data"
+    (data / "incoming").mkdir(parents=True)
+    pipeline = PipelineResource(data_dir=str(data), output_dir=str(tmp_path / "out"))
+    with dg.instance_for_test() as instance:
+        env = SimpleNamespace(instance=instance, pipeline=pipeline)
+        first = _tick(env)  # nothing in incoming/, but a server: catalogue (and retrieve)
+        assert isinstance(first, dg.RunRequest) and first.job_name == "catalog_and_template_job"
+        metadata = _catalog(env).asset_materializations_for_node("dicom_catalog")[0].metadata
+        assert metadata["dicomweb_server"].value == server.dicomweb_url
+        assert metadata["dicomweb_sync"].value["retrieved"] == 2
+
+        catalog = read_catalog(pipeline.paths().catalog_path)
+        server_keys = set(catalog[catalog["source"] == "dicomweb"]["partition_key"])
+        second = _tick(env)
+        assert isinstance(second, dg.SensorResult) and len(server_keys) == 2
+        assert {r.partition_key for r in second.run_requests} == server_keys
+
+        # A study that arrives later on the server: a catalog run retrieves it, then it is
+        # labelled with the others.
+        server.upload([SAMPLE_DATA / "archive/2026-07/study_0105/IM0001.dcm"])
+        third = _tick(env)
+        assert isinstance(third, dg.RunRequest) and third.run_key.startswith("dicomweb-")
+        _catalog(env)
+        fourth = _tick(env)
+        catalog = read_catalog(pipeline.paths().catalog_path)
+        keys = set(catalog[catalog["source"] == "dicomweb"]["partition_key"])
+        assert len(keys) == 3 and {r.partition_key for r in fourth.run_requests} == keys
