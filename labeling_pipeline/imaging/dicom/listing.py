@@ -74,7 +74,7 @@ def walk_tree(root: Path, boundary: Path) -> Iterator[TreeEntry]:
                     "linked folder leads outside the data directory; not followed",
                 )
                 continue
-            if real in visited:
+            if path.is_symlink() and (real in visited or _is_ancestor(real, path)):
                 yield TreeEntry(
                     path, RejectionReason.LINK_LOOP, "linked folder already scanned (a loop)"
                 )
@@ -83,6 +83,11 @@ def walk_tree(root: Path, boundary: Path) -> Iterator[TreeEntry]:
             yield from visit(path)
 
     yield from visit(Path(root))
+
+
+def _is_ancestor(real: str, path: Path) -> bool:
+    here = os.path.realpath(path.parent)
+    return here == real or here.startswith(real + os.sep)
 
 
 @dataclass(frozen=True)

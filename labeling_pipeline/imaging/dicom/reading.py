@@ -88,6 +88,10 @@ def read_dataset(path: Path) -> Dataset:
             RejectionReason.UNREADABLE, f"unreadable DICOM: {type(error).__name__}: {error}"
         ) from error
     if len(ds) == 0:
+        if ds.file_meta.get("MediaStorageSOPInstanceUID"):  # the meta header promised one
+            raise DicomValidationError(
+                RejectionReason.TRUNCATED, "file ends after its meta header: truncated"
+            )
         raise DicomValidationError(
             RejectionReason.EMPTY_DATASET, "DICOM file holds no data set (truncated?)"
         )
