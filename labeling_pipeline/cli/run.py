@@ -298,6 +298,7 @@ def run_pipeline(
                     paths.overlays_dir,
                     paths.features_path,
                     paths.output_dir / "sr",
+                    paths.curated_dir,
                 )
                 summary.reconciled = len(report.images)
         except Interrupted as interruption:

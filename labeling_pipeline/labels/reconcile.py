@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.dicom import CatalogOutcome, image_key
 from labeling_pipeline.labels.dataset import (
@@ -97,21 +100,51 @@ def _reconcile_image_files(
     return removed
 
 
+def _reconcile_partition_tables(
+    directory: Path, wanted: dict[str, set[str]], report: ReconcileReport
+) -> None:
+    """Per-partition Parquet tables with a ``sop_instance_uid`` column (``curated/``): rows of
+    images no longer labelled go; a file left without rows goes."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.iterdir()):
+        match = _PARTITION_FILE.match(path.name)
+        if match is None:
+            continue
+        key = match.group("key")
+        table = pq.read_table(path)
+        if "sop_instance_uid" not in table.column_names:
+            continue
+        uids = table.column("sop_instance_uid").to_pylist()
+        keep = [uid in wanted.get(key, set()) for uid in uids]
+        if all(keep) and key in wanted:
+            continue
+        report.images.update(uid for uid, kept in zip(uids, keep, strict=True) if not kept)
+        if any(keep):
+            reduced = table.filter(pa.array(keep))
+            atomic_write(path, lambda temporary, t=reduced: pq.write_table(t, temporary))
+        else:
+            path.unlink(missing_ok=True)
+
+
 def reconcile_outputs(
     catalog: pd.DataFrame,
     labels_dir: Path,
     overlays_dir: Path,
     features_path: Path,
     sr_dir: Path | None = None,
+    curated_dir: Path | None = None,
 ) -> ReconcileReport:
-    """Remove the labels, overlays (``<image key>.png``), SR files (``sr/``, named by image
-    key) and feature maps of every image that ``catalog`` does not label. Each removal is
+    """Remove the labels, curated rows (``curated/``), overlays (``<image key>.png``), SR files
+    (``sr/``, named by image key) and feature maps of every image that ``catalog`` does not label. Each removal is
     atomic (a file unlinked or replaced by its reduced version, a feature node renamed away
     before it is deleted), so readers never see half of one."""
     report = ReconcileReport()
     wanted = labelled_images(catalog)
     wanted_keys = {image_key(uid) for uids in wanted.values() for uid in uids}
     _reconcile_labels(Path(labels_dir), wanted, report)
+    if curated_dir is not None:
+        _reconcile_partition_tables(Path(curated_dir), wanted, report)
     report.overlays = _reconcile_image_files(Path(overlays_dir), wanted_keys, report, False)
     if sr_dir is not None:
         report.structured_reports = _reconcile_image_files(Path(sr_dir), wanted_keys, report, True)
