@@ -297,7 +297,7 @@ def run_pipeline(
                     paths.labels_dir,
                     paths.overlays_dir,
                     paths.features_path,
-                    paths.output_dir / "sr",
+                    paths.sr_dir,
                     paths.curated_dir,
                 )
                 summary.reconciled = len(report.images)

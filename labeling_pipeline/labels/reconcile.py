@@ -136,8 +136,8 @@ def reconcile_outputs(
     curated_dir: Path | None = None,
 ) -> ReconcileReport:
     """Remove the labels, curated rows (``curated/``), overlays (``<image key>.png``), SR files
-    (``sr/``, named by image key) and feature maps of every image that ``catalog`` does not label. Each removal is
-    atomic (a file unlinked or replaced by its reduced version, a feature node renamed away
+    (``sr/``, named by image key) and feature maps of every image that ``catalog`` does not
+    label. Each removal is atomic (a file unlinked or replaced by its reduced version, a feature node renamed away
     before it is deleted), so readers never see half of one."""
     report = ReconcileReport()
     wanted = labelled_images(catalog)
