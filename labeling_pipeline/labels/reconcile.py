@@ -137,8 +137,8 @@ def reconcile_outputs(
 ) -> ReconcileReport:
     """Remove the labels, curated rows (``curated/``), overlays (``<image key>.png``), SR files
     (``sr/``, named by image key) and feature maps of every image that ``catalog`` does not
-    label. Each removal is atomic (a file unlinked or replaced by its reduced version, a feature node renamed away
-    before it is deleted), so readers never see half of one."""
+    label. Each removal is atomic (a file unlinked or replaced by its reduced version, a
+    feature node renamed away before it is deleted), so readers never see half of one."""
     report = ReconcileReport()
     wanted = labelled_images(catalog)
     wanted_keys = {image_key(uid) for uids in wanted.values() for uid in uids}

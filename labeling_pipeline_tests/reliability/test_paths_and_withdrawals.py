@@ -82,7 +82,7 @@ def test_no_patient_folder_name_reaches_dagster_and_withdrawn_outputs_go(
     correction = output / "corrections" / f"{image_key(next(iter(gone)))}.json"
     correction.write_text("{}")  # a reviewer's correction is never removed
     sr = output / "sr" / f"{image_key(next(iter(gone)))}.dcm"
-    sr.parent.mkdir()
+    sr.parent.mkdir(exist_ok=True)
     sr.write_bytes(b"SR")
 
     status = main(["run", "--data-dir", str(data), "--output-dir", str(output)])
