@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from labeling_pipeline.cli import PROJECT_ROOT
+from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV
 from labeling_pipeline_tests.orthanc_server import OrthancServer, find_orthanc
 from labeling_pipeline_tests.reviewable import ReviewableOutputs, build_reviewable_outputs
 
@@ -44,3 +47,16 @@ def orthanc(orthanc_factory: Callable[..., OrthancServer]) -> OrthancServer:
     server = orthanc_factory()
     server.upload_sample_data()
     return server
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Dagster home with the repository's dagster.yaml (storage under its .dagster/), for
+    tests that run the command line."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name in (DATA_DIR_ENV, OUTPUT_DIR_ENV):
+        monkeypatch.delenv(name, raising=False)
+    return home

@@ -102,7 +102,12 @@ def test_automation_is_defined_and_off_by_default() -> None:
 
 
 def test_resources_cover_every_requirement() -> None:
-    assert set(defs.resources or {}) == {"pipeline", "feature_model", "io_manager"}
+    assert set(defs.resources or {}) == {
+        "pipeline",
+        "feature_model",
+        "io_manager",
+        "catalog_io_manager",
+    }
     # Raises when an asset, check, sensor or schedule needs a resource that is not defined.
     dg.Definitions.validate_loadable(defs)
 

@@ -27,6 +27,7 @@ from labeling_pipeline.defs.labels.checks import (
 )
 from labeling_pipeline.defs.localization.assets import vertebra_localization
 from labeling_pipeline.defs.resources import (
+    CatalogIOManager,
     FeatureModelResource,
     IntermediateIOManager,
     PipelineResource,
@@ -60,6 +61,7 @@ def _resources(data: Path, output: Path) -> dict:
         "pipeline": pipeline,
         "feature_model": FeatureModelResource(model="efficientnet-lite0"),
         "io_manager": IntermediateIOManager(pipeline=pipeline),
+        "catalog_io_manager": CatalogIOManager(pipeline=pipeline),
     }
 
 

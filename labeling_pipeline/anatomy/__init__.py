@@ -5,7 +5,15 @@ from labeling_pipeline.anatomy.domain import (
     DomainKnowledge,
     PairRange,
     SearchGrowth,
+    domain_source,
     load_domain,
 )
 
-__all__ = ["DomainError", "DomainKnowledge", "PairRange", "SearchGrowth", "load_domain"]
+__all__ = [
+    "DomainError",
+    "DomainKnowledge",
+    "PairRange",
+    "SearchGrowth",
+    "domain_source",
+    "load_domain",
+]

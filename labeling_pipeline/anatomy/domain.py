@@ -98,12 +98,23 @@ def _pair_of(key: str, order: tuple[str, ...]) -> tuple[str, str]:
     return caudal, cranial
 
 
+def _finite(value: object, what: str) -> float:
+    number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number):
+        raise DomainError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
 def _range(values: object, what: str) -> tuple[float, float]:
+    """A ``[min, max]`` range of finite numbers with min < max (an empty range, such as
+    ``[0, 0]``, would accept nothing and is a mistake in the file)."""
     if not isinstance(values, list | tuple) or len(values) != 2:
         raise DomainError(f"{what} must be a [min, max] list, got {values!r}")
-    low, high = float(values[0]), float(values[1])
+    low, high = _finite(values[0], what), _finite(values[1], what)
     if low > high:
         raise DomainError(f"{what} has min {low} above max {high}")
+    if low == high:
+        raise DomainError(f"{what} is empty ([{low:g}, {high:g}]): min must be below max")
     return low, high
 
 
@@ -127,15 +138,17 @@ def parse_domain(document: dict, source: str = "<domain>") -> DomainKnowledge:
             pairs[(caudal, cranial)] = PairRange(caudal, cranial, min_mm, max_mm, min_deg, max_deg)
         growth_doc = document["search_growth"]
         growth = SearchGrowth(
-            float(growth_doc["start_mm"]),
-            float(growth_doc["step_mm"]),
-            float(growth_doc["limit_mm"]),
+            _finite(growth_doc["start_mm"], "search_growth.start_mm"),
+            _finite(growth_doc["step_mm"], "search_growth.step_mm"),
+            _finite(growth_doc["limit_mm"], "search_growth.limit_mm"),
         )
-        max_turn = float(document["max_turn_deg"])
+        max_turn = _finite(document["max_turn_deg"], "max_turn_deg")
     except (KeyError, TypeError, IndexError, ValueError) as error:
         if isinstance(error, DomainError):
-            raise
+            raise DomainError(f"{source}: {error}") from None
         raise DomainError(f"{source}: missing or malformed field: {error}") from error
+    if not 0 < max_turn <= 180:
+        raise DomainError(f"{source}: max_turn_deg must be in (0, 180], got {max_turn:g}")
     if first not in order:
         raise DomainError(f"{source}: first_landmark {first!r} is not in 'order'")
     missing = [f"{a}-{b}" for a, b in zip(order, order[1:], strict=False) if (a, b) not in pairs]
@@ -150,19 +163,37 @@ def parse_domain(document: dict, source: str = "<domain>") -> DomainKnowledge:
 
 
 def load_domain(region: str, domain_dir: Path | None = None) -> DomainKnowledge:
-    """The domain knowledge of ``region``: ``domain_dir/<region>.yaml`` when that file exists
-    (the data directory's copy, which users may edit), else the packaged default."""
-    candidates = [Path(domain_dir) / f"{region}.yaml"] if domain_dir else []
-    candidates.append(PACKAGED_DIR / f"{region}.yaml")
+    """The domain knowledge of ``region``: ``domain_dir/<region>.yaml`` (the data directory's
+    copy, which users may edit). A ``domain_dir`` that exists without that file is an error,
+    not a silent fallback; only without a ``domain_dir`` (``None`` or no such folder) is the
+    packaged default used (see :func:`domain_source`)."""
+    if domain_dir is not None and Path(domain_dir).is_dir():
+        path = Path(domain_dir) / f"{region}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in PACKAGED_DIR.glob("*.yaml"))
+            raise DomainError(
+                f"no domain knowledge for region {region!r} in the data directory's domain/ "
+                f"(expected {path.name}); packaged regions to copy from: {known}"
+            )
+        candidates = [path]
+    else:
+        candidates = [PACKAGED_DIR / f"{region}.yaml"]
     for path in candidates:
         if path.is_file():
             try:
                 document = yaml.safe_load(path.read_text())
             except yaml.YAMLError as error:
                 raise DomainError(f"{path}: not valid YAML: {error}") from error
+            if not isinstance(document, dict):
+                raise DomainError(f"{path}: missing or malformed document (not a YAML mapping)")
             knowledge = parse_domain(document, str(path))
             if knowledge.region != region:
                 raise DomainError(f"{path} describes region {knowledge.region!r}, not {region!r}")
             return knowledge
     known = sorted(p.stem for p in PACKAGED_DIR.glob("*.yaml"))
     raise DomainError(f"no domain knowledge for region {region!r}; packaged regions: {known}")
+
+
+def domain_source(region: str, domain_dir: Path | None = None) -> str:
+    """Where :func:`load_domain` takes the region's knowledge from: ``data`` or ``packaged``."""
+    return "data" if domain_dir is not None and Path(domain_dir).is_dir() else "packaged"

@@ -50,11 +50,19 @@ def instance_at(home: Path | None) -> Iterator[object]:
         with dg.DagsterInstance.ephemeral() as instance:
             yield instance
         return
+    from labeling_pipeline.locks import exclusive_lock
+
     previous_home, previous_cwd = os.environ.get("DAGSTER_HOME"), Path.cwd()
     os.environ["DAGSTER_HOME"] = str(home)
     os.chdir(home)
     try:
-        with dg.DagsterInstance.get() as instance:
+        # Opening a fresh instance creates its SQLite tables; two processes doing it at once
+        # collide ("table runs already exists"), so one at a time creates and the other opens.
+        with exclusive_lock(home / ".dagster" / "instance-init.lock"):
+            instance = dg.DagsterInstance.get()
+            instance.get_runs(limit=1)
+            instance.get_dynamic_partitions("studies")
+        with instance:
             yield instance
     finally:
         os.chdir(previous_cwd)

@@ -21,6 +21,7 @@ from labeling_pipeline.defs.settings import (
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_BUSY = 3  # the output directory is in use by another process with other inputs
 
 
 def _absolute_weights_setting() -> None:
@@ -46,12 +47,19 @@ def _run_command(args: argparse.Namespace) -> int:
     elif not home.is_dir():
         print(f"labeling-pipeline: DAGSTER_HOME {home} is not a directory", file=sys.stderr)
         return EXIT_USAGE
+    from labeling_pipeline.locks import OutputDirectoryBusy
+
     try:
         summary = run_pipeline(paths, args.partition, args.log_level, home)
+    except OutputDirectoryBusy as error:
+        print(f"labeling-pipeline: {error}", file=sys.stderr)
+        return EXIT_BUSY
     except ValueError as error:
         print(f"labeling-pipeline: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(format_summary(summary))
+    if summary.interrupted_by:
+        return 128 + summary.interrupted_by
     return EXIT_OK if summary.succeeded else EXIT_FAILED
 
 
@@ -162,9 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the exit status."""
+    from labeling_pipeline.cli.run import Interrupted
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
+    except Interrupted as interruption:  # before the run loop could report
+        print("labeling-pipeline: interrupted before any run started", file=sys.stderr)
+        return 128 + interruption.signum
     except KeyboardInterrupt:
         print("labeling-pipeline: interrupted", file=sys.stderr)
         return 130

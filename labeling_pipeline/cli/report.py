@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from labeling_pipeline.cli.run import RunSummary
 
 
@@ -22,9 +24,23 @@ def format_summary(summary: RunSummary) -> str:
     ]
     if summary.dicomweb:
         lines.append(f"dicomweb:         {summary.dicomweb}")
+    if summary.stale_runs_failed:
+        lines.append(
+            f"stale runs:       {len(summary.stale_runs_failed)} left unfinished by a dead "
+            "process, marked failed"
+        )
+    if summary.temporary_files_swept:
+        lines.append(
+            f"swept:            {summary.temporary_files_swept} temporary files of interrupted "
+            "writes"
+        )
     if summary.prepare_error:
         lines.append(f"FAILED before labelling (run {summary.prepare_run_id}):")
         lines.append(f"  {summary.prepare_error}")
+        return "\n".join(lines)
+    if summary.interrupted_by and not summary.studies_planned:
+        name = signal.Signals(summary.interrupted_by).name
+        lines.append(f"INTERRUPTED by {name} before labelling; no study was started")
         return "\n".join(lines)
     lines += [
         f"studies:          {len(summary.studies)} ({done} labelled, "
@@ -62,5 +78,18 @@ def format_summary(summary: RunSummary) -> str:
         lines.append(f"QA report FAILED: {summary.qa_report_error}")
     elif summary.studies:
         lines.append(f"QA report:        {summary.paths.output_dir / 'qa' / 'report.html'}")
+    if summary.reconciled is not None:
+        lines.append(
+            f"removed outputs:  {summary.reconciled} images no longer labelled (labels, "
+            "overlays, SRs, features)"
+        )
+    elif summary.reconcile_skipped:
+        lines.append(f"removed outputs:  none checked ({summary.reconcile_skipped})")
+    if summary.interrupted_by:
+        name = signal.Signals(summary.interrupted_by).name
+        lines.append(
+            f"INTERRUPTED by {name}: {len(summary.studies)} of {summary.studies_planned} "
+            "studies were run; the run in progress was stopped, the rest not started"
+        )
     lines.append(f"time:             {summary.seconds:.1f} s")
     return "\n".join(lines)

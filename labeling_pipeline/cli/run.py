@@ -1,9 +1,19 @@
-"""The run loop: catalogue and template first, then one ``label_study_job`` run per study."""
+"""The run loop: catalogue and template first, then one ``label_study_job`` run per study,
+then the outputs of images no longer labelled removed.
+
+A SIGINT or SIGTERM ends the whole command, not only the current study: the run in progress is
+marked failed (Dagster does that when its step is interrupted), no further study is started,
+and the summary of what was done is returned with the signal (the exit status is then
+128 + the signal's number: 130, 143).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +40,13 @@ class StudyOutcome:
 
 @dataclass
 class RunSummary:
-    """What ``labeling-pipeline run`` did, for the printed report and for callers."""
+    """What ``labeling-pipeline run`` did, for the printed report and for callers.
+
+    ``interrupted_by``: the signal that ended the command early (0 when none).
+    ``reconciled``: images whose outputs were removed because the catalog no longer labels
+    them (None when reconciliation did not run: partial scan, chosen partitions, interrupted).
+    ``stale_runs_failed``: runs left unfinished by dead processes, marked failed on start.
+    """
 
     paths: PipelinePaths
     dagster_home: str
@@ -46,11 +62,68 @@ class RunSummary:
     seconds: float = 0.0
     curated_statuses: dict[str, int] = field(default_factory=dict)  # after review decisions
     qa_report_error: str = ""  # why qa/report.html could not be written (the labels stand)
+    interrupted_by: int = 0
+    studies_planned: int = 0
+    reconciled: int | None = None
+    reconcile_skipped: str = ""
+    stale_runs_failed: list[str] = field(default_factory=list)
+    temporary_files_swept: int = 0
     dicomweb: str = ""  # what the catalog run did with LABELING_DICOMWEB_URL ("" when unset)
 
     @property
     def succeeded(self) -> bool:
-        return not self.prepare_error and all(study.success for study in self.studies)
+        return (
+            not self.prepare_error
+            and not self.interrupted_by
+            and all(study.success for study in self.studies)
+        )
+
+
+class Interrupted(BaseException):
+    """A SIGINT or SIGTERM arrived outside a Dagster run (between runs)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class _SignalWatch:
+    """Notices SIGINT and SIGTERM, also while Dagster has its own handlers installed (it maps
+    both to an interrupt of the running step, then lets the run fail): the wakeup file
+    descriptor receives the number of every signal that has a Python handler."""
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+
+    def _handler(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        raise Interrupted(signum)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_SignalWatch]:
+        read, write = socketpair = socket.socketpair()
+        read.setblocking(False)
+        write.setblocking(False)
+        previous_fd = signal.set_wakeup_fd(write.fileno(), warn_on_full_buffer=False)
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for signum in previous:
+            signal.signal(signum, self._handler)
+        self._read = read
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            signal.set_wakeup_fd(previous_fd)
+            for end in socketpair:
+                end.close()
+
+    def pending(self) -> int:
+        """The first SIGINT/SIGTERM received so far (0 when none)."""
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while data := self._read.recv(64):
+                self.received.extend(b for b in data if b in (signal.SIGINT, signal.SIGTERM))
+        return self.received[0] if self.received else 0
 
 
 def _dicomweb_line(result, node_name: str) -> str:
@@ -76,6 +149,15 @@ def _console_config(log_level: str) -> dict:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
+def _finish_interrupted_run(instance: object, run_id: str, signum: int) -> None:
+    """Make sure the run a signal interrupted does not stay in progress."""
+    run = instance.get_run_by_id(run_id)  # type: ignore[attr-defined]
+    if run is not None and not run.is_finished:
+        instance.report_run_canceled(  # type: ignore[attr-defined]
+            run, f"labeling-pipeline received {signal.Signals(signum).name}; run canceled"
+        )
+
+
 def run_pipeline(
     paths: PipelinePaths,
     partitions: Sequence[str] | None = None,
@@ -86,12 +168,16 @@ def run_pipeline(
     (every study with an image to label, or only ``partitions``), one Dagster run per study.
 
     ``paths`` are exported as ``LABELING_DATA_DIR`` / ``LABELING_OUTPUT_DIR`` so that the
-    resources of the code location read them. A study whose run fails does not stop the others.
+    resources of the code location read them. A study whose run fails does not stop the others;
+    a SIGINT or SIGTERM stops everything (``RunSummary.interrupted_by``). Raises
+    :class:`~labeling_pipeline.locks.OutputDirectoryBusy` when another live process uses the
+    output directory for another data directory or template.
     """
     # Imported here, not at the top: Dagster and torch take seconds to import, and argument
     # errors and --help should not wait for them.
     import dagster as dg
 
+    from labeling_pipeline.atomic import sweep_interrupted_writes
     from labeling_pipeline.definitions import defs
     from labeling_pipeline.defs.ingestion.assets import dicom_catalog
     from labeling_pipeline.defs.jobs import (
@@ -99,83 +185,160 @@ def run_pipeline(
         label_study_job,
         qa_report_job,
     )
+    from labeling_pipeline.defs.resources import pinned_input_tag
+    from labeling_pipeline.defs.runs import fail_runs_of_dead_processes, process_tags
+    from labeling_pipeline.defs.template.assets import template_reference
     from labeling_pipeline.imaging.dicom import (
         CatalogOutcome,
         catalog_to_frame,
         labelled_partition_keys,
+        scan_is_complete,
     )
     from labeling_pipeline.labels.catalog import read_catalog
     from labeling_pipeline.labels.dataset import read_labels_partition
+    from labeling_pipeline.labels.reconcile import reconcile_outputs
+    from labeling_pipeline.locks import OutputDirectoryLock, ProcessIdentity
 
     dicom_catalog_name = dicom_catalog.op.name
     started = time.perf_counter()
     summary = RunSummary(paths=paths, dagster_home=str(dagster_home or "(ephemeral)"))
     run_config = _console_config(log_level)
+    tags = process_tags()
+    frames: list[pd.DataFrame] = []
+    keys: list[str] = []
+    current_run = ""
 
     environment = {DATA_DIR_ENV: str(paths.data_dir), OUTPUT_DIR_ENV: str(paths.output_dir)}
-    with environment_variables(environment), instance_at(dagster_home) as instance:
-        prepare = defs.resolve_job_def(catalog_and_template_job.name).execute_in_process(
-            instance=instance, raise_on_error=False, run_config=run_config
-        )
-        summary.prepare_run_id = prepare.run_id
-        # A catalog left by an earlier run is not this run's: report it only when it was made.
-        scanned = prepare.is_node_success(dicom_catalog_name)
-        catalog = read_catalog(paths.catalog_path) if scanned else catalog_to_frame([])
-        summary.files_seen = len(catalog)
-        if scanned:
-            summary.dicomweb = _dicomweb_line(prepare, dicom_catalog_name)
-        rejected = catalog[catalog["outcome"] == CatalogOutcome.REJECTED]
-        summary.rejected_files = len(rejected)
-        summary.rejections = {
-            str(k): int(v) for k, v in rejected["reason_code"].value_counts().items()
-        }
-        if not prepare.success:
-            summary.prepare_error = failure_text(prepare)
-            summary.seconds = time.perf_counter() - started
-            return summary
-
-        keys = labelled_partition_keys(catalog)
-        if partitions:
-            unknown = sorted(set(partitions) - set(keys))
-            if unknown:
-                raise ValueError(
-                    f"no study with an image to label has partition key {unknown}; "
-                    f"known keys: {keys}"
+    watch = _SignalWatch()
+    with (
+        watch.installed(),
+        environment_variables(environment),
+        instance_at(dagster_home) as instance,
+        OutputDirectoryLock(paths.output_dir, paths.inputs_digest()) as holder,
+    ):
+        try:
+            summary.stale_runs_failed = fail_runs_of_dead_processes(instance)
+            here = holder.identity.host
+            summary.temporary_files_swept = len(
+                sweep_interrupted_writes(
+                    paths.output_dir,
+                    writer_alive=lambda pid: ProcessIdentity(pid, here, None, "").is_alive(),
+                    sweep_unowned=not holder.others_alive(),
                 )
-            keys = [key for key in keys if key in set(partitions)]
-
-        label_job = defs.resolve_job_def(label_study_job.name)
-        frames = []
-        for key in keys:
-            result = label_job.execute_in_process(
-                instance=instance, partition_key=key, raise_on_error=False, run_config=run_config
             )
-            outcome = StudyOutcome(key, result.run_id, result.success)
-            if not result.success:
-                outcome.error = failure_text(result)
-            for evaluation in result.get_asset_check_evaluations():
-                if evaluation.passed:
-                    outcome.checks_passed += 1
-                elif evaluation.severity == dg.AssetCheckSeverity.WARN:
-                    text = evaluation.description or "warning"
-                    outcome.warned_checks.append(f"{evaluation.check_name}: {text}")
-                else:
-                    text = evaluation.description or "failed"
-                    outcome.failed_checks.append(f"{evaluation.check_name}: {text}")
-            summary.studies.append(outcome)
-            frames.append(read_labels_partition(paths.labels_dir, key))
-        if keys:
-            report = defs.resolve_job_def(qa_report_job.name).execute_in_process(
-                instance=instance, raise_on_error=False, run_config=run_config
+            current_run = "catalog"
+            prepare = defs.resolve_job_def(catalog_and_template_job.name).execute_in_process(
+                instance=instance, raise_on_error=False, run_config=run_config, tags=tags
             )
-            summary.qa_report_error = "" if report.success else failure_text(report)
+            current_run = ""
+            summary.prepare_run_id = prepare.run_id
+            if watch.pending():
+                summary.interrupted_by = watch.pending()
+                _finish_interrupted_run(instance, prepare.run_id, summary.interrupted_by)
+            # A catalog left by an earlier run is not this run's: report it only when it was made.
+            scanned = prepare.is_node_success(dicom_catalog_name)
+            catalog = read_catalog(paths.catalog_path) if scanned else catalog_to_frame([])
+            summary.files_seen = len(catalog)
+            if scanned:
+                summary.dicomweb = _dicomweb_line(prepare, dicom_catalog_name)
+            rejected = catalog[catalog["outcome"] == CatalogOutcome.REJECTED]
+            summary.rejected_files = len(rejected)
+            summary.rejections = {
+                str(k): int(v) for k, v in rejected["reason_code"].value_counts().items()
+            }
+            if summary.interrupted_by:
+                return _finished(summary, frames, started, keys)
+            if not prepare.success:
+                summary.prepare_error = failure_text(prepare)
+                return _finished(summary, frames, started, keys)
 
+            keys = labelled_partition_keys(catalog)
+            if partitions:
+                unknown = sorted(set(partitions) - set(keys))
+                if unknown:
+                    raise ValueError(
+                        f"no study with an image to label has partition key {unknown}; "
+                        f"known keys: {keys}"
+                    )
+                keys = [key for key in keys if key in set(partitions)]
+            summary.studies_planned = len(keys)
+
+            # Every label run reads the catalog and the template reference this command made,
+            # whatever another process sharing the output directory materializes meanwhile.
+            label_tags = {
+                **tags,
+                pinned_input_tag(template_reference.key): prepare.run_id,
+            }
+            label_job = defs.resolve_job_def(label_study_job.name)
+            for key in keys:
+                current_run = key
+                result = label_job.execute_in_process(
+                    instance=instance,
+                    partition_key=key,
+                    raise_on_error=False,
+                    run_config=run_config,
+                    tags=label_tags,
+                )
+                current_run = ""
+                outcome = StudyOutcome(key, result.run_id, result.success)
+                if not result.success:
+                    outcome.error = failure_text(result)
+                for evaluation in result.get_asset_check_evaluations():
+                    if evaluation.passed:
+                        outcome.checks_passed += 1
+                    elif evaluation.severity == dg.AssetCheckSeverity.WARN:
+                        text = evaluation.description or "warning"
+                        outcome.warned_checks.append(f"{evaluation.check_name}: {text}")
+                    else:
+                        text = evaluation.description or "failed"
+                        outcome.failed_checks.append(f"{evaluation.check_name}: {text}")
+                summary.studies.append(outcome)
+                frames.append(read_labels_partition(paths.labels_dir, key))
+                if watch.pending():
+                    summary.interrupted_by = watch.pending()
+                    _finish_interrupted_run(instance, result.run_id, summary.interrupted_by)
+                    outcome.success = False
+                    outcome.error = outcome.error or "interrupted"
+                    return _finished(summary, frames, started, keys)
+            if keys:
+                report = defs.resolve_job_def(qa_report_job.name).execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=run_config, tags=tags
+                )
+                summary.qa_report_error = "" if report.success else failure_text(report)
+
+            if partitions:
+                summary.reconcile_skipped = "only chosen partitions were labelled"
+            elif not scan_is_complete(catalog):
+                summary.reconcile_skipped = "the scan could not read every folder"
+            elif not (paths.incoming_dir.is_dir() or paths.archive_dir.is_dir()):
+                summary.reconcile_skipped = "neither incoming/ nor archive/ was found"
+            else:
+                report = reconcile_outputs(
+                    catalog,
+                    paths.labels_dir,
+                    paths.overlays_dir,
+                    paths.features_path,
+                    paths.sr_dir,
+                    paths.curated_dir,
+                )
+                summary.reconciled = len(report.images)
+        except Interrupted as interruption:
+            summary.interrupted_by = interruption.signum
+            if current_run:
+                for run in instance.get_runs(limit=1):
+                    _finish_interrupted_run(instance, run.run_id, interruption.signum)
+    return _finished(summary, frames, started, keys)
+
+
+def _finished(
+    summary: RunSummary, frames: list[pd.DataFrame], started: float, keys: list[str]
+) -> RunSummary:
     labels = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not labels.empty:
         summary.images_labelled = int(labels["sop_instance_uid"].nunique())
         summary.landmarks_ok = int((labels["status"] == "ok").sum())
         summary.landmarks_needs_review = int((labels["status"] == "needs_review").sum())
-        curated = [paths.curated_dir / f"{key}.parquet" for key in keys]
+        curated = [summary.paths.curated_dir / f"{key}.parquet" for key in keys]
         present = [path for path in curated if path.exists()]
         if present:
             statuses = pd.concat([pd.read_parquet(p, columns=["status"]) for p in present])

@@ -8,12 +8,16 @@ and partition backfills in the UI all run these.
 
 import dagster as dg
 
+# One process per run: the steps of a run follow one another anyway, the feature model is
+# loaded once per run, and the process recorded in the run's tags is the one that runs it.
+
 CATALOG_AND_TEMPLATE_ASSETS = ("dicom_catalog", "template_reference")
 LABEL_STUDY_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset", "curated_labels")
 
 catalog_and_template_job = dg.define_asset_job(
     name="catalog_and_template_job",
     selection=dg.AssetSelection.assets(*CATALOG_AND_TEMPLATE_ASSETS),
+    executor_def=dg.in_process_executor,
     description="Scan incoming/ and archive/ (registering study partitions) and build the "
     "template's reference features.",
 )
@@ -22,6 +26,7 @@ label_study_job = dg.define_asset_job(
     name="label_study_job",
     # Partitioned by "studies", as its assets are (Dagster infers it from the selection).
     selection=dg.AssetSelection.assets(*LABEL_STUDY_ASSETS),
+    executor_def=dg.in_process_executor,
     description="Label one study: pixel features, vertebra localization, label dataset, "
     "overlays, the curated labels with review decisions, SRs, and their checks.",
 )

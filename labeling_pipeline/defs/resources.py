@@ -8,14 +8,15 @@ UI, a sensor or a schedule all see the same ``LABELING_*`` variables (README "Co
 from __future__ import annotations
 
 import functools
-import os
 import pickle
-import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from pydantic import PrivateAttr
 
+from labeling_pipeline.atomic import atomic_write, sweep_interrupted_writes
 from labeling_pipeline.defs.settings import (
     CONTEXT_ENV,
     DEFAULT_FEATURE_MODEL,
@@ -27,7 +28,15 @@ from labeling_pipeline.defs.settings import (
 )
 from labeling_pipeline.features.extractors import FeatureExtractor, load_extractor
 from labeling_pipeline.features.preprocess import PreparationSettings
+from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.localization.reference import ReferenceSettings
+from labeling_pipeline.locks import (
+    OutputDirectoryLock,
+    ProcessIdentity,
+    exclusive_lock,
+    partition_lock_path,
+    shared_lock_path,
+)
 
 
 class PipelineResource(dg.ConfigurableResource):
@@ -44,6 +53,55 @@ class PipelineResource(dg.ConfigurableResource):
     output_dir: str | None = None
     localization_strategy: str | None = None
     reference_context_mm: float | None = None
+
+    _held: list[Any] = PrivateAttr(default_factory=list)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """For the whole run: record this process in the run's tags; register as a user of
+        the output directory (refused when another live process uses it for other inputs);
+        hold the run's writer lock: its study partition's, or the shared files' (catalog,
+        template reference) for an unpartitioned run; sweep what interrupted writes of dead
+        processes left behind."""
+        from labeling_pipeline.defs.runs import process_tags
+
+        run = context.run
+        if run is None or context.instance is None:
+            return
+        context.instance.add_run_tags(run.run_id, process_tags())
+        paths = self.paths()
+        holder = OutputDirectoryLock(paths.output_dir, paths.inputs_digest())
+        holder.acquire()
+        self._held.append(holder)
+        partition = run.tags.get("dagster/partition")
+        lock_path = (
+            partition_lock_path(paths.output_dir, partition)
+            if partition
+            else shared_lock_path(paths.output_dir)
+        )
+        log = context.log
+
+        def waiting() -> None:
+            if log is not None:
+                log.info("waiting for another run that writes the same outputs")
+
+        writer = exclusive_lock(lock_path, on_wait=waiting)
+        writer.__enter__()
+        self._held.append(writer)
+        sweep_interrupted_writes(
+            paths.output_dir,
+            writer_alive=lambda pid: ProcessIdentity(
+                pid, holder.identity.host, None, ""
+            ).is_alive(),
+            sweep_unowned=not holder.others_alive(),
+        )
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        while self._held:
+            held = self._held.pop()
+            if isinstance(held, OutputDirectoryLock):
+                held.release()
+            else:
+                held.__exit__(None, None, None)
 
     def paths(self) -> PipelinePaths:
         """Absolute input and output locations for this run."""
@@ -103,31 +161,57 @@ def _load_extractor_once(model: str, weights: str | None) -> FeatureExtractor:
 class IntermediateIOManager(dg.ConfigurableIOManager):
     """Pickles values passed between assets under ``<output dir>/.dagster_io/``.
 
-    One file per asset and partition (``<asset key>/<partition>.pkl``; ``__all__.pkl`` for an
-    unpartitioned asset), written to a temporary file then renamed so that a failed run never
-    leaves half a value behind. Kept next to the outputs they belong to, so that a run with
-    another output directory never reads them.
+    One file per asset, partition and run (``<asset key>/<partition or __all__>/<run id>.pkl``),
+    written atomically. A run reads the value that it made itself, else the one its tags pin
+    (``labeling/input_run/<asset>``: ``labeling-pipeline run`` pins its catalog-and-template
+    run), else the one of the asset's latest materialization in the instance. So two runs
+    that share an output directory never read each other's values by accident, and a failed
+    run never leaves half a value behind. Values hold no file paths (catalog row keys only).
+    Files of older runs are removed once they are a day old and two newer ones exist.
     """
 
     pipeline: PipelineResource
 
-    def _path(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
+    def _directory(self, asset_key: dg.AssetKey, partition: str | None) -> Path:
         base = self.pipeline.paths().intermediate_dir.joinpath(*asset_key.path)
-        return base / f"{partition if partition is not None else '__all__'}.pkl"
+        return base / (partition if partition is not None else "__all__")
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        path = self._path(context.asset_key, partition)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                pickle.dump(obj, stream, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        context.add_output_metadata({"intermediate_path": dg.MetadataValue.path(str(path))})
+        directory = self._directory(context.asset_key, partition)
+        path = directory / f"{context.run_id}.pkl"
+        atomic_write(
+            path,
+            lambda temporary: temporary.write_bytes(
+                pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            ),
+        )
+        _remove_old_values(directory, keep=path)
+        context.add_output_metadata({"stored_for_run": context.run_id})
+
+    def _source_run(self, context: dg.InputContext, partition: str | None) -> str | None:
+        asset_key = context.asset_key
+        upstream = context.upstream_output
+        upstream_run = _optional(lambda: upstream.run_id) if upstream is not None else None
+        if (
+            upstream_run
+            and (self._directory(asset_key, partition) / f"{upstream_run}.pkl").is_file()
+        ):
+            return upstream_run  # made earlier in this run
+        run = _optional(lambda: context.step_context.dagster_run)
+        pinned = run.tags.get(pinned_input_tag(asset_key)) if run is not None else None
+        if pinned:
+            return pinned
+        instance = _optional(lambda: context.instance)
+        if instance is None:
+            return None
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=asset_key, asset_partitions=[partition] if partition else None
+            ),
+            limit=1,
+        ).records
+        return records[0].run_id if records else None
 
     def load_input(self, context: dg.InputContext) -> Any:
         partition: str | None = None
@@ -139,23 +223,77 @@ class IntermediateIOManager(dg.ConfigurableIOManager):
                     f"{context.asset_key.to_user_string()}: expected one partition, got {keys}"
                 )
             partition = keys[0]
-        path = self._path(context.asset_key, partition)
-        if not path.is_file():
-            what = context.asset_key.to_user_string() + (f" [{partition}]" if partition else "")
+        what = context.asset_key.to_user_string() + (f" [{partition}]" if partition else "")
+        run_id = self._source_run(context, partition)
+        path = self._directory(context.asset_key, partition) / f"{run_id}.pkl"
+        if run_id is None or not path.is_file():
             raise dg.Failure(
-                f"{what} has not been materialized for this output directory ({path} is "
-                "missing); materialize it first"
+                f"{what} has not been materialized for this output directory (no value of run "
+                f"{run_id}); materialize it first"
             )
         try:
             with path.open("rb") as stream:
                 return pickle.load(stream)
         except (AttributeError, ImportError, pickle.UnpicklingError, EOFError) as error:
             # e.g. written by a version of the pipeline whose types lived in other modules
-            what = context.asset_key.to_user_string() + (f" [{partition}]" if partition else "")
             raise dg.Failure(
-                f"{what} at {path} cannot be read by this version of the pipeline "
+                f"{what} of run {run_id} cannot be read by this version of the pipeline "
                 f"({type(error).__name__}: {error}); materialize it again"
             ) from error
+
+
+def _optional(get: Any) -> Any:
+    # Contexts built outside a run (tests, direct calls) lack some parts.
+    try:
+        return get()
+    except (dg.DagsterInvariantViolationError, AttributeError, TypeError):
+        return None
+
+
+def pinned_input_tag(asset_key: dg.AssetKey) -> str:
+    """The run tag that pins which run's value of ``asset_key`` a run reads."""
+    return f"labeling/input_run/{asset_key.to_user_string()}"
+
+
+_OLD_VALUE_AGE_S = 24 * 3600.0
+
+
+def _remove_old_values(directory: Path, keep: Path, newer_kept: int = 2) -> None:
+    # Values of older runs: a pinned run may still read one shortly, so only day-old ones
+    # beyond the newest few go.
+    values = sorted(directory.glob("*.pkl"), key=_mtime, reverse=True)
+    now = time.time()
+    for path in values[newer_kept + 1 :]:
+        if path != keep and now - _mtime(path) > _OLD_VALUE_AGE_S:
+            path.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+class CatalogIOManager(dg.ConfigurableIOManager):
+    """The catalog's value is a file already: ``catalog.parquet``, which ``dicom_catalog``
+    writes (the one place with input paths). Nothing is pickled; readers read that file."""
+
+    pipeline: PipelineResource
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        path = self.pipeline.paths().catalog_path
+        if not path.is_file():
+            raise dg.Failure("dicom_catalog returned without writing catalog.parquet")
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        path = self.pipeline.paths().catalog_path
+        if not path.is_file():
+            raise dg.Failure(
+                "dicom_catalog has not been materialized for this output directory "
+                "(catalog.parquet is missing); materialize it first"
+            )
+        return read_catalog(path)
 
 
 @dg.definitions
@@ -167,5 +305,6 @@ def resources() -> dg.Definitions:
             "pipeline": pipeline,
             "feature_model": FeatureModelResource(),
             "io_manager": IntermediateIOManager(pipeline=pipeline),
+            "catalog_io_manager": CatalogIOManager(pipeline=pipeline),
         }
     )

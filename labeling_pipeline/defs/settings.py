@@ -7,9 +7,12 @@ Kept free of Dagster so that the command line and the Dagster resources share on
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from labeling_pipeline.imaging.dicom.limits import ImageLimits
 
 DATA_DIR_ENV = "LABELING_DATA_DIR"
 OUTPUT_DIR_ENV = "LABELING_OUTPUT_DIR"
@@ -17,6 +20,10 @@ FEATURE_MODEL_ENV = "LABELING_FEATURE_MODEL"
 FEATURE_WEIGHTS_ENV = "LABELING_FEATURE_WEIGHTS"
 STRATEGY_ENV = "LABELING_LOCALIZATION_STRATEGY"
 CONTEXT_ENV = "LABELING_CONTEXT_MM"
+PIXEL_SPACING_ENV = "LABELING_PIXEL_SPACING_MM"
+MAX_IMAGE_PIXELS_ENV = "LABELING_MAX_IMAGE_PIXELS"
+MAX_FIELD_OF_VIEW_ENV = "LABELING_MAX_FIELD_OF_VIEW_MM"
+REQUIRE_SAGITTAL_ENV = "LABELING_REQUIRE_SAGITTAL"
 
 DEFAULT_DATA_DIR = "data"
 DEFAULT_OUTPUT_DIR = "data/outputs"
@@ -30,6 +37,45 @@ def resolve_setting(explicit: str | None, env_var: str, default: str | None) -> 
         return str(explicit)
     value = os.environ.get(env_var, "").strip()
     return value or default
+
+
+def _number(name: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {text!r}") from None
+
+
+def image_limits_from_environment() -> ImageLimits:
+    """The bounds images must keep (:class:`ImageLimits`), from ``LABELING_PIXEL_SPACING_MM``
+    (``min-max``, default ``0.1-5``), ``LABELING_MAX_IMAGE_PIXELS`` (per frame, default
+    4096 x 4096), ``LABELING_MAX_FIELD_OF_VIEW_MM`` (default 1000) and
+    ``LABELING_REQUIRE_SAGITTAL`` (``1`` default, ``0`` to label other planes too).
+    Raises ``ValueError`` naming the variable when one is malformed."""
+    defaults = ImageLimits()
+    values: dict[str, object] = {}
+    spacing = resolve_setting(None, PIXEL_SPACING_ENV, None)
+    if spacing is not None:
+        low, separator, high = spacing.partition("-")
+        if not separator:
+            raise ValueError(f"{PIXEL_SPACING_ENV} must be 'min-max' in mm, got {spacing!r}")
+        values["min_pixel_spacing_mm"] = _number(PIXEL_SPACING_ENV, low)
+        values["max_pixel_spacing_mm"] = _number(PIXEL_SPACING_ENV, high)
+    pixels = resolve_setting(None, MAX_IMAGE_PIXELS_ENV, None)
+    if pixels is not None:
+        values["max_pixels"] = int(_number(MAX_IMAGE_PIXELS_ENV, pixels))
+    view = resolve_setting(None, MAX_FIELD_OF_VIEW_ENV, None)
+    if view is not None:
+        values["max_field_of_view_mm"] = _number(MAX_FIELD_OF_VIEW_ENV, view)
+    sagittal = resolve_setting(None, REQUIRE_SAGITTAL_ENV, None)
+    if sagittal is not None:
+        if sagittal.lower() not in ("0", "1", "true", "false", "yes", "no"):
+            raise ValueError(f"{REQUIRE_SAGITTAL_ENV} must be 1 or 0, got {sagittal!r}")
+        values["require_sagittal"] = sagittal.lower() in ("1", "true", "yes")
+    try:
+        return ImageLimits(**{**defaults.__dict__, **values})
+    except ValueError as error:
+        raise ValueError(f"image limits from the environment: {error}") from None
 
 
 @dataclass(frozen=True)
@@ -51,6 +97,22 @@ class PipelinePaths:
         data = resolve_setting(data_dir, DATA_DIR_ENV, DEFAULT_DATA_DIR)
         output = resolve_setting(output_dir, OUTPUT_DIR_ENV, DEFAULT_OUTPUT_DIR)
         return cls(Path(str(data)).expanduser().resolve(), Path(str(output)).expanduser().resolve())
+
+    def inputs_digest(self) -> str:
+        """A digest of what the outputs are made from: the data directory and the template
+        (image and landmarks). Runs that share an output directory must agree on it."""
+        digest = hashlib.sha256(str(self.data_dir).encode("utf-8"))
+        for path in (self.template_image, self.template_landmarks):
+            digest.update(b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"<missing>")
+        return digest.hexdigest()
+
+    def data_dir_digest(self) -> str:
+        """A digest standing in for the data directory's path in run metadata (no paths there)."""
+        return hashlib.sha256(str(self.data_dir).encode("utf-8")).hexdigest()[:16]
 
     # Inputs -------------------------------------------------------------------------------
     @property

@@ -19,6 +19,7 @@ node, and readers treat both as absent.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -65,6 +66,21 @@ def encode_key(key: str) -> str:
     return "".join(out)
 
 
+#: Longest node name written as the key itself; longer keys are hashed (file systems allow 255
+#: bytes per name, and an escaped key can be three times as long as the key).
+MAX_NODE_NAME = 120
+
+
+def node_name(key: str) -> str:
+    """The zarr node name of a key: :func:`encode_key`, or ``_h`` + sha256 hex of the key when
+    that is longer than :data:`MAX_NODE_NAME` (``_h`` is never produced by the escaping, so the
+    two kinds of name cannot collide; the key itself stays in the node's attributes)."""
+    encoded = encode_key(key)
+    if len(encoded) <= MAX_NODE_NAME:
+        return encoded
+    return "_h" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 def decode_key(name: str) -> str:
     """Inverse of :func:`encode_key`."""
     raw = bytearray()
@@ -82,6 +98,11 @@ def decode_key(name: str) -> str:
 
 def _is_internal(name: str) -> bool:
     return name.startswith((_TEMP_PREFIX, _TRASH_PREFIX))
+
+
+def _internal_name(prefix: str) -> str:
+    # The writer's pid lets the next run sweep what an interrupted write left behind.
+    return f"{prefix}{os.getpid()}-{uuid.uuid4().hex}"
 
 
 def _remove_tree(path: Path) -> None:
@@ -123,7 +144,7 @@ class FeatureStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()  # an empty leftover directory: build the group properly
-        temp = path.parent / f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+        temp = path.parent / _internal_name(_TEMP_PREFIX)
         zarr.open_group(temp, mode="w", zarr_format=3, attributes=attributes)
         try:
             os.rename(temp, path)
@@ -133,7 +154,7 @@ class FeatureStore:
                 raise
 
     def _partition_dir(self, partition_key: str) -> Path:
-        return self.root / encode_key(partition_key)
+        return self.root / node_name(partition_key)
 
     def _ensure_partition(self, partition_key: str) -> Path:
         if not (self.root / "zarr.json").is_file():
@@ -186,8 +207,8 @@ class FeatureStore:
         if not np.all(np.isfinite(features)):
             raise ValueError(f"features of {image_key} contain NaN or infinite values")
         partition = self._ensure_partition(partition_key)
-        final = partition / encode_key(image_key)
-        temp_name = f"{_TEMP_PREFIX}{uuid.uuid4().hex}"
+        final = partition / node_name(image_key)
+        temp_name = _internal_name(_TEMP_PREFIX)
         settings = json.loads(json.dumps(fmap.settings, default=str))
         attributes: dict[str, Any] = {
             "format": FORMAT_VERSION,
@@ -224,7 +245,7 @@ class FeatureStore:
             # The completion marker goes last: an array without it is never read as valid.
             array.update_attributes({"complete": True})
             if final.exists():
-                trash = partition / f"{_TRASH_PREFIX}{uuid.uuid4().hex}"
+                trash = partition / _internal_name(_TRASH_PREFIX)
                 os.rename(final, trash)
             os.rename(temp, final)
         except BaseException:
@@ -237,7 +258,7 @@ class FeatureStore:
     def read(self, partition_key: str, image_key: str) -> FeatureMap:
         """The stored feature map (features float16 as stored). Raises
         :class:`FeatureStoreError` when absent or incomplete."""
-        path = self._partition_dir(partition_key) / encode_key(image_key)
+        path = self._partition_dir(partition_key) / node_name(image_key)
         attributes = self._attributes(path)
         if attributes is None:
             raise FeatureStoreError(
@@ -254,7 +275,7 @@ class FeatureStore:
 
     def fingerprint(self, partition_key: str, image_key: str) -> str | None:
         """The fingerprint stored with the image's features; None when absent or incomplete."""
-        path = self._partition_dir(partition_key) / encode_key(image_key)
+        path = self._partition_dir(partition_key) / node_name(image_key)
         attributes = self._attributes(path)
         return None if attributes is None else attributes.get("fingerprint")
 
@@ -283,9 +304,9 @@ class FeatureStore:
 
     def delete_image(self, partition_key: str, image_key: str) -> None:
         """Remove one image's features (no error when absent)."""
-        path = self._partition_dir(partition_key) / encode_key(image_key)
+        path = self._partition_dir(partition_key) / node_name(image_key)
         if path.exists():
-            trash = path.parent / f"{_TRASH_PREFIX}{uuid.uuid4().hex}"
+            trash = path.parent / _internal_name(_TRASH_PREFIX)
             os.rename(path, trash)  # gone for readers at once, then deleted
             _remove_tree(trash)
 
@@ -293,7 +314,7 @@ class FeatureStore:
         """Remove a partition and all its features (no error when absent)."""
         path = self._partition_dir(partition_key)
         if path.exists():
-            trash = self.root / f"{_TRASH_PREFIX}{uuid.uuid4().hex}"
+            trash = self.root / _internal_name(_TRASH_PREFIX)
             os.rename(path, trash)
             _remove_tree(trash)
 

@@ -15,8 +15,9 @@ from labeling_pipeline.imaging.image import LabelImage
 @dataclass
 class StudyImages:
     """The labelled images of one study, whose features are in ``features.zarr`` under
-    (``partition_key``, SOPInstanceUID). ``unreadable`` lists (catalog path, reason) of
-    labelled files that could no longer be read (changed or removed since the catalog)."""
+    (``partition_key``, SOPInstanceUID). ``unreadable`` lists (catalog ``file_key``, reason)
+    of labelled files that could no longer be read (changed or removed since the catalog).
+    Nothing here holds a file path (``source_files`` are file keys too)."""
 
     partition_key: str
     study_digest: str
@@ -31,15 +32,26 @@ def read_study_images(
     """Read the labelled image (the catalogued frame) of each series of the study again.
 
     Catalog paths are relative to ``data_dir``. A file that fails is returned in the second
-    list with its reason; the others go on.
+    list as (file key, reason), the reason with the file's path replaced by its key; the
+    others go on. Images name their file by its key (``source_files``).
     """
     images, unreadable = [], []
     for row in labelled_rows(catalog, partition_key).itertuples(index=False):
+        path = data_dir / row.path
         try:
-            image = read_label_image(data_dir / row.path, frame_index=int(row.frame_index))
+            image = read_label_image(path, frame_index=int(row.frame_index))
         except (DicomValidationError, OSError, ValueError) as error:
-            unreadable.append((row.path, str(error)))
+            unreadable.append((row.file_key, without_path(str(error), path, row.file_key)))
             continue
         image.study_date = row.study_date  # the study's date, as the partition key has it
+        image.source_files = [row.file_key]
         images.append(image)
     return images, unreadable
+
+
+def without_path(text: str, path: Path, key: str) -> str:
+    """``text`` (an error message) with ``path`` (as given and resolved) replaced by
+    ``<file KEY>``, so that a folder named after a patient does not travel into logs."""
+    for form in sorted({str(path), str(Path(path).resolve())}, key=len, reverse=True):
+        text = text.replace(form, f"<file {key}>")
+    return text

@@ -10,7 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from labeling_pipeline.atomic import atomic_write
-from labeling_pipeline.imaging.dicom import CATALOG_COLUMNS, CATALOG_INT_COLUMNS, catalog_to_frame
+from labeling_pipeline.imaging.dicom import (
+    CATALOG_COLUMNS,
+    CATALOG_INT_COLUMNS,
+    catalog_to_frame,
+    file_key,
+)
 
 CATALOG_ARROW_SCHEMA = pa.schema(
     [
@@ -21,6 +26,8 @@ CATALOG_ARROW_SCHEMA = pa.schema(
 
 
 def _conform(frame: pd.DataFrame) -> pd.DataFrame:
+    if "file_key" not in frame.columns and "path" in frame.columns:  # written by an older version
+        frame = frame.assign(file_key=[file_key(str(p)) for p in frame["path"]])
     missing = [c for c in CATALOG_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"catalog lacks columns {missing}")

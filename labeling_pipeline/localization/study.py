@@ -10,6 +10,7 @@ from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.imaging.study import StudyImages
 from labeling_pipeline.localization.bundle import TemplateBundle
+from labeling_pipeline.localization.plausibility import flag_if_not_spine
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
 from labeling_pipeline.localization.search import STRATEGIES, SearchSettings, localize
 
@@ -58,6 +59,8 @@ def localize_study(
     for image in study.images:
         feature_map = store.read(study.partition_key, image.sop_instance_uid)
         results = localize(feature_map, template.reference, template.domain, settings)
+        # An image of another body part is never labelled ok (localization/plausibility.py).
+        results = flag_if_not_spine(results, template.domain)
         localization.images.append(image)
         localization.results.append(results)
     return localization

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labeling_pipeline.anatomy import DomainError, PairRange, SearchGrowth, load_domain
+from labeling_pipeline.anatomy import (
+    DomainError,
+    PairRange,
+    SearchGrowth,
+    domain_source,
+    load_domain,
+)
 from labeling_pipeline.anatomy.domain import PACKAGED_DIR, parse_domain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,8 +77,39 @@ def test_a_domain_directory_copy_overrides_the_packaged_file(tmp_path):
     document["max_turn_deg"] = 12.5
     (tmp_path / "lumbar.yaml").write_text(yaml.safe_dump(document))
     assert load_domain("lumbar", tmp_path).max_turn_deg == 12.5
-    # A region without a copy there falls back to the packaged default.
-    assert load_domain("cervical", tmp_path) == load_domain("cervical")
+    # A region without a copy there is an error, not a silent packaged default...
+    with pytest.raises(DomainError, match="no domain knowledge for region 'cervical'"):
+        load_domain("cervical", tmp_path)
+    # ...which only a data directory without a domain/ folder gets, and says so.
+    assert load_domain("cervical", tmp_path / "absent") == load_domain("cervical")
+    assert domain_source("cervical", tmp_path / "absent") == "packaged"
+    assert domain_source("lumbar", tmp_path) == "data"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["pairs"]["L5-L4"].update({"distance_mm": [float("nan"), 40]}), "finite"),
+        (lambda d: d["pairs"]["L5-L4"].update({"distance_mm": [0, 0]}), "is empty"),
+        (lambda d: d["pairs"]["L5-L4"].update({"angle_deg": [10, -10]}), "above max"),
+        (lambda d: d.update({"max_turn_deg": float("inf")}), "finite"),
+        (lambda d: d["search_growth"].update({"step_mm": float("nan")}), "finite"),
+        (lambda d: d.update({"max_turn_deg": 0}), "max_turn_deg"),
+    ],
+)
+def test_non_finite_numbers_and_empty_ranges_are_refused(tmp_path, change, message) -> None:
+    document = copy.deepcopy(packaged_document())
+    change(document)
+    (tmp_path / "lumbar.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(DomainError, match=message):
+        load_domain("lumbar", tmp_path)
+
+
+def test_extra_sections_such_as_anchors_are_accepted(tmp_path) -> None:
+    document = copy.deepcopy(packaged_document())
+    document["anchors"] = [{"name": "S1", "x": 0.5, "y": 0.8}]
+    (tmp_path / "lumbar.yaml").write_text(yaml.safe_dump(document))
+    assert load_domain("lumbar", tmp_path).region == "lumbar"
 
 
 # --- bad documents ----------------------------------------------------------------------------

@@ -58,32 +58,56 @@ def _manager(tmp_path: Path) -> IntermediateIOManager:
     return IntermediateIOManager(pipeline=PipelineResource(output_dir=str(tmp_path)))
 
 
-def test_io_manager_round_trips_partitioned_and_unpartitioned_values(tmp_path: Path) -> None:
+def _output(asset: str, run_id: str, instance: dg.DagsterInstance, partition: str | None = None):
+    # Only partitioned contexts need the instance (dynamic partitions).
+    if partition is None:
+        return dg.build_output_context(asset_key=asset, run_id=run_id)
+    return dg.build_output_context(
+        asset_key=asset,
+        run_id=run_id,
+        partition_key=partition,
+        asset_partitions_def=studies_partitions,
+        instance=instance,
+    )
+
+
+def _input(asset: str, upstream: dg.OutputContext | None, instance, partition: str | None = None):
+    if partition is None:
+        return dg.build_input_context(asset_key=asset, upstream_output=upstream)
+    return dg.build_input_context(
+        asset_key=asset,
+        upstream_output=upstream,
+        partition_key=partition,
+        asset_partitions_def=studies_partitions,
+        instance=instance,
+    )
+
+
+def test_io_manager_keeps_one_value_per_run_and_reads_its_own_runs(tmp_path: Path) -> None:
     manager = _manager(tmp_path)
+    key = "20260901-aaaaaaaa"
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(studies_partitions.name, ["20260901-aaaaaaaa"])
-        whole = dg.build_output_context(asset_key="template_reference")
-        manager.handle_output(whole, {"reference": [1, 2, 3]})
-        part = dg.build_output_context(
-            asset_key="pixel_features",
-            partition_key="20260901-aaaaaaaa",
-            asset_partitions_def=studies_partitions,
-            instance=instance,
+        instance.add_dynamic_partitions(studies_partitions.name, [key])
+        mine, theirs = (
+            _output("template_reference", "run-a", instance),
+            _output("template_reference", "run-b", instance),
         )
+        manager.handle_output(mine, {"reference": "A"})
+        manager.handle_output(theirs, {"reference": "B"})  # another run, same output directory
+        part = _output("pixel_features", "run-a", instance, key)
         manager.handle_output(part, ["study value"])
-        stored = tmp_path / ".dagster_io" / "pixel_features" / "20260901-aaaaaaaa.pkl"
+        stored = tmp_path / ".dagster_io" / "pixel_features" / key / "run-a.pkl"
         assert pickle.loads(stored.read_bytes()) == ["study value"]
         assert not list(stored.parent.glob(".*.tmp"))  # no temporary file left behind
 
-        load_whole = dg.build_input_context(asset_key="template_reference")
-        assert manager.load_input(load_whole) == {"reference": [1, 2, 3]}
-        load_part = dg.build_input_context(
-            asset_key="pixel_features",
-            partition_key="20260901-aaaaaaaa",
-            asset_partitions_def=studies_partitions,
-            instance=instance,
-        )
-        assert manager.load_input(load_part) == ["study value"]
+        # Each run reads the value it made itself, never the other run's.
+        assert manager.load_input(_input("template_reference", mine, instance)) == {
+            "reference": "A"
+        }
+        assert manager.load_input(_input("template_reference", theirs, instance)) == {
+            "reference": "B"
+        }
+        assert manager.load_input(_input("pixel_features", part, instance, key)) == ["study value"]
 
 
 def test_io_manager_names_what_to_materialize_when_a_value_is_missing(tmp_path: Path) -> None:
@@ -92,14 +116,16 @@ def test_io_manager_names_what_to_materialize_when_a_value_is_missing(tmp_path: 
 
 
 def test_io_manager_asks_to_rematerialize_a_value_it_cannot_read(tmp_path: Path) -> None:
-    stored = tmp_path / ".dagster_io" / "template_reference" / "__all__.pkl"
+    stored = tmp_path / ".dagster_io" / "template_reference" / "__all__" / "run-a.pkl"
     stored.parent.mkdir(parents=True)
     # A pickle of a class that no longer exists where it was (a type moved between versions).
     stored.write_bytes(
         pickle.dumps(IntermediateIOManager).replace(b"IntermediateIOManager", b"GoneAwayManager1")
     )
+    upstream = dg.build_output_context(asset_key="template_reference", run_id="run-a")
+    context = dg.build_input_context(asset_key="template_reference", upstream_output=upstream)
     with pytest.raises(dg.Failure, match="cannot be read by this version.*materialize it again"):
-        _manager(tmp_path).load_input(dg.build_input_context(asset_key="template_reference"))
+        _manager(tmp_path).load_input(context)
 
 
 def test_reference_context_comes_from_config_then_environment(

@@ -37,8 +37,8 @@ def pixel_features(
             "after adding its files"
         )
     images, unreadable = read_study_images(dicom_catalog, key, paths.data_dir)
-    for path, reason in unreadable:
-        context.log.warning(f"{path}: skipped, {reason}")
+    for key_of_file, reason in unreadable:
+        context.log.warning(f"file {key_of_file} (catalog file_key): skipped, {reason}")
     if not images:
         raise dg.Failure(f"none of the labelled files of study {key} can be read any more")
 
@@ -50,7 +50,7 @@ def pixel_features(
     context.log.info(
         f"{key}: {len(report.computed)} feature maps computed, {len(report.reused)} reused"
     )
-    unreadable_table = pd.DataFrame(unreadable, columns=["path", "reason"])
+    unreadable_table = pd.DataFrame(unreadable, columns=["file_key", "reason"])
     return dg.Output(
         StudyImages(
             partition_key=key,
@@ -69,7 +69,6 @@ def pixel_features(
                 unreadable_table.to_markdown(index=False) if unreadable else "none"
             ),
             "feature_model": feature_model.model_name(),
-            "features_path": dg.MetadataValue.path(str(paths.features_path)),
             "stored_bytes": store.nbytes(key),
             "seconds": round(seconds, 3),
         },

@@ -8,11 +8,13 @@ import dagster as dg
 
 from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
 from labeling_pipeline.defs.resources import PipelineResource
+from labeling_pipeline.defs.settings import image_limits_from_environment
 from labeling_pipeline.imaging.dicom import (
     CatalogOutcome,
     labelled_partition_keys,
     rejection_summary,
     scan_data_dir,
+    scan_is_complete,
     study_summary,
     tree_fingerprint,
 )
@@ -25,6 +27,7 @@ from labeling_pipeline.imaging.dicomweb import (
     with_server_urls,
 )
 from labeling_pipeline.labels.catalog import write_catalog
+from labeling_pipeline.locks import exclusive_lock, shared_lock_path
 
 
 def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
@@ -59,6 +62,7 @@ def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
 
 @dg.asset(
     group_name="ingestion",
+    io_manager_key="catalog_io_manager",
     kinds={"dicom", "parquet"},
     description=(
         "Every file under the data directory's incoming/ and archive/ (and dicomweb/, studies "
@@ -69,20 +73,25 @@ def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
 )
 def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.Output:
     paths = pipeline.paths()
+    try:
+        limits = image_limits_from_environment()
+    except ValueError as error:
+        raise dg.Failure(str(error)) from error
     if not paths.data_dir.is_dir():
-        raise dg.Failure(f"data directory {paths.data_dir} does not exist")
+        raise dg.Failure("the data directory does not exist")
     # Fingerprint before scanning: files that change during the scan make the sensor rescan.
     incoming = tree_fingerprint(paths.incoming_dir)
     dicomweb = _sync_dicomweb(context, paths.data_dir)
     started = time.perf_counter()
     try:
         # One scan of both folders: a study or SOP instance present in both is labelled once.
-        catalog = scan_data_dir(paths.data_dir).catalog_frame()
+        catalog = scan_data_dir(paths.data_dir, limits=limits).catalog_frame()
     except ValueError as error:  # e.g. incoming is a file, not a folder
-        raise dg.Failure(f"cannot scan {paths.data_dir}: {error}") from error
+        raise dg.Failure(f"cannot scan the data directory: {error}") from error
     catalog = with_server_urls(catalog, cache_root(paths.data_dir))
     scan_seconds = time.perf_counter() - started
-    write_catalog(paths.catalog_path, catalog)
+    with exclusive_lock(shared_lock_path(paths.output_dir)):  # one writer of the shared file
+        write_catalog(paths.catalog_path, catalog)
 
     keys = labelled_partition_keys(catalog)
     known = set(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
@@ -103,9 +112,10 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
             "rejected_files": int(outcomes.get(CatalogOutcome.REJECTED, 0)),
             "studies": len(keys),
             "new_partitions": len(new_keys),
+            "scan_complete": scan_is_complete(catalog),
             "scan_seconds": round(scan_seconds, 3),
-            "catalog_path": dg.MetadataValue.path(str(paths.catalog_path)),
-            "data_dir": dg.MetadataValue.path(str(paths.data_dir)),
+            # A digest, not the path: run metadata holds no paths (README "Privacy").
+            "data_dir_digest": paths.data_dir_digest(),
             "incoming_fingerprint": incoming.digest,
             "studies_table": dg.MetadataValue.md(study_summary(catalog).to_markdown(index=False)),
             "rejections": dg.MetadataValue.md(

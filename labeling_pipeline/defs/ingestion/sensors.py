@@ -17,6 +17,7 @@ import dagster as dg
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
 from labeling_pipeline.defs.resources import PipelineResource
+from labeling_pipeline.defs.runs import fail_runs_of_dead_processes
 from labeling_pipeline.imaging.dicom import labelled_partition_keys, study_digest, tree_fingerprint
 from labeling_pipeline.imaging.dicomweb import (
     DateRange,
@@ -84,12 +85,16 @@ def labelled_digest(instance: dg.DagsterInstance, partition_key: str) -> str | N
 def new_study_sensor(
     context: dg.SensorEvaluationContext, pipeline: PipelineResource
 ) -> dg.SensorResult | dg.SkipReason | dg.RunRequest:
+    # A run whose process died would hold a queue slot for good: fail it first.
+    for run_id in fail_runs_of_dead_processes(context.instance):
+        context.log.warning(f"run {run_id}: its process is gone; marked failed")
     paths = pipeline.paths()
     fingerprint = tree_fingerprint(paths.incoming_dir)
     latest = context.instance.get_latest_materialization_event(CATALOG_KEY)
-    current = _metadata_text(
-        latest, "incoming_fingerprint"
-    ) == fingerprint.digest and _metadata_text(latest, "data_dir") == str(paths.data_dir)
+    current = (
+        _metadata_text(latest, "incoming_fingerprint") == fingerprint.digest
+        and _metadata_text(latest, "data_dir_digest") == paths.data_dir_digest()
+    )
     if not current:
         if fingerprint.files == 0 and latest is None and DicomwebSettings.from_env() is None:
             return dg.SkipReason(f"no files in {paths.incoming_dir} yet")

@@ -59,8 +59,8 @@ def label_dataset(
             "images": int(labels["sop_instance_uid"].nunique()),
             "landmarks_ok": int(statuses.get(OK, 0)),
             "landmarks_needs_review": int(statuses.get(NEEDS_REVIEW, 0)),
-            "labels_path": dg.MetadataValue.path(str(written)),
-            "overlays_dir": dg.MetadataValue.path(str(paths.overlays_dir)),
+            # Names under the output directory, not paths (run metadata holds no paths).
+            "labels_file": f"labels/{written.name}",
             "overlays": len(overlays),
             "overlays_index": dg.MetadataValue.path(str(index)),
             "status_by_landmark": dg.MetadataValue.md(

@@ -4,7 +4,7 @@ import time
 
 import dagster as dg
 
-from labeling_pipeline.anatomy import DomainError, load_domain
+from labeling_pipeline.anatomy import DomainError, domain_source, load_domain
 from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
 from labeling_pipeline.features.compute import compute_feature_maps
 from labeling_pipeline.imaging.dicom import DicomValidationError, read_label_image
@@ -47,6 +47,11 @@ def template_reference(
     except (TemplateError, ValueError) as error:
         raise dg.Failure(f"the template reference cannot be built: {error}") from error
     seconds = time.perf_counter() - started
+    if domain_source(landmarks.region, paths.domain_dir) == "packaged":
+        context.log.warning(
+            f"the data directory has no domain/ folder: the packaged {landmarks.region} "
+            "domain knowledge is used"
+        )
     context.log.info(
         f"template reference: {len(landmarks.landmarks)} landmarks ({landmarks.region}), "
         f"grid {feature_map.grid_shape} at {feature_map.mm_per_cell:g} mm per cell"
@@ -62,8 +67,8 @@ def template_reference(
             "feature_model": str(feature_map.settings.get("model", "")),
             "feature_grid": f"{feature_map.grid_shape[0]} x {feature_map.grid_shape[1]}",
             "mm_per_cell": float(feature_map.mm_per_cell),
-            "template_image": dg.MetadataValue.path(str(paths.template_image)),
-            "template_landmarks": dg.MetadataValue.path(str(paths.template_landmarks)),
+            "template_digest": paths.inputs_digest()[:16],
+            "domain_source": domain_source(landmarks.region, paths.domain_dir),
             "model_load_seconds": round(load_seconds, 3),
             "compute_seconds": round(seconds, 3),
         },

@@ -3,11 +3,13 @@
 One module per concept:
 
 - ``enum``: coded values, :class:`Source`, :class:`CatalogOutcome`, :class:`RejectionReason`.
-- ``keys``: :func:`partition_key`, :func:`image_key`, :func:`pseudonymize` (no patient data in
-  the clear).
+- ``keys``: :func:`partition_key`, :func:`image_key`, :func:`file_key`, :func:`pseudonymize`
+  (no patient data or path in the clear), :func:`is_uid`, :func:`is_calendar_date`.
+- ``limits``: :class:`ImageLimits`, the bounds an image must keep to be labelled.
 - ``reading``: :func:`read_label_image`, one file validated and its labelled frame decoded;
   :class:`DicomValidationError`.
-- ``listing``: :func:`walk_files`, :func:`tree_fingerprint` (notice changed folders cheaply).
+- ``listing``: :func:`walk_tree` (what a scan sees, hidden and unreachable entries included),
+  :func:`walk_files`, :func:`tree_fingerprint` (notice changed folders cheaply).
 - ``scanning``: :func:`scan_data_dir`, :func:`scan_dicom_tree`, a whole tree catalogued and one
   image per series chosen (:class:`ScanResult`).
 - ``catalog``: :class:`CatalogEntry`, :func:`catalog_to_frame` and the questions asked of the
@@ -23,6 +25,7 @@ from labeling_pipeline.imaging.dicom.catalog import (
     labelled_partition_keys,
     labelled_rows,
     rejection_summary,
+    scan_is_complete,
     study_digest,
     study_summary,
 )
@@ -35,11 +38,21 @@ from labeling_pipeline.imaging.dicom.enum import (
 from labeling_pipeline.imaging.dicom.keys import (
     DEFAULT_PSEUDONYM_SALT,
     PSEUDONYM_SALT_ENV,
+    file_key,
     image_key,
+    is_calendar_date,
+    is_uid,
     partition_key,
     pseudonymize,
 )
-from labeling_pipeline.imaging.dicom.listing import TreeFingerprint, tree_fingerprint, walk_files
+from labeling_pipeline.imaging.dicom.limits import ImageLimits
+from labeling_pipeline.imaging.dicom.listing import (
+    TreeEntry,
+    TreeFingerprint,
+    tree_fingerprint,
+    walk_files,
+    walk_tree,
+)
 from labeling_pipeline.imaging.dicom.reading import (
     MIN_SIZE,
     DicomValidationError,
@@ -58,12 +71,17 @@ __all__ = [
     "CatalogEntry",
     "CatalogOutcome",
     "DicomValidationError",
+    "ImageLimits",
     "RejectionReason",
     "ScanResult",
     "Source",
+    "TreeEntry",
     "TreeFingerprint",
     "catalog_to_frame",
+    "file_key",
     "image_key",
+    "is_calendar_date",
+    "is_uid",
     "labelled_partition_keys",
     "labelled_rows",
     "middle_frame_index",
@@ -71,10 +89,12 @@ __all__ = [
     "pseudonymize",
     "read_label_image",
     "rejection_summary",
+    "scan_is_complete",
     "scan_data_dir",
     "scan_dicom_tree",
     "study_digest",
     "study_summary",
     "tree_fingerprint",
     "walk_files",
+    "walk_tree",
 ]

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
-from labeling_pipeline.imaging.dicom.enum import CatalogOutcome
+from labeling_pipeline.imaging.dicom.enum import CatalogOutcome, RejectionReason
+from labeling_pipeline.imaging.dicom.keys import file_key
 
 
 @dataclass
@@ -45,6 +46,11 @@ class CatalogEntry:
     rows: int = 0
     columns: int = 0
     server_url: str = ""
+    file_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.file_key:
+            self.file_key = file_key(self.path)
 
 
 CATALOG_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(CatalogEntry))
@@ -110,3 +116,9 @@ def rejection_summary(catalog: pd.DataFrame) -> pd.DataFrame:
     rejected = catalog[catalog["outcome"] == CatalogOutcome.REJECTED]
     counts = rejected.groupby("reason_code").size().sort_values(ascending=False, kind="stable")
     return counts.rename("files").reset_index()
+
+
+def scan_is_complete(catalog: pd.DataFrame) -> bool:
+    """Whether the scan behind ``catalog`` saw every folder: no folder could not be listed.
+    Only after a complete scan may outputs of images missing from it be removed."""
+    return not (catalog["reason_code"] == RejectionReason.UNREADABLE_FOLDER).any()

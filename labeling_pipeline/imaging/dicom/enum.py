@@ -37,6 +37,18 @@ class RejectionReason(StrEnum):
     INVALID_PIXEL_SPACING = "invalid_pixel_spacing"
     UNDECODABLE = "undecodable"
     DUPLICATE = "duplicate"
+    # Bounds: what a spine image can plausibly be (ImageLimits), checked before decoding.
+    INVALID_UID = "invalid_uid"
+    IMPLAUSIBLE_PIXEL_SPACING = "implausible_pixel_spacing"
+    IMAGE_TOO_LARGE = "image_too_large"
+    NOT_SAGITTAL = "not_sagittal"
+    NOT_SPINE = "not_spine"
+    UNSUPPORTED_MODALITY = "unsupported_modality"
+    # What the scan found in the folders themselves (one row per folder or link).
+    HIDDEN = "hidden"
+    UNREADABLE_FOLDER = "unreadable_folder"
+    LINK_OUTSIDE_DATA_DIR = "link_outside_data_dir"
+    LINK_LOOP = "link_loop"
 
 
 #: The source folders, in the order a data directory's scan lists them by default.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from datetime import datetime
 
 # Pseudonym salt: deployments should set LABELING_PSEUDONYM_SALT to a secret of their own, so
 # that a patient_key cannot be recomputed from a guessed PatientID by someone who reads this code.
@@ -15,17 +16,34 @@ DEFAULT_PSEUDONYM_SALT = "labeling_pipeline/patient-key/v1"
 #: A DICOM date (DA) as the partition key accepts it: ``YYYYMMDD``.
 DICOM_DATE = re.compile(r"^\d{8}$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+MAX_UID_LENGTH = 64  # DICOM PS3.5 9.1
+
+
+def is_uid(value: str) -> bool:
+    """Whether ``value`` is shaped as a DICOM UID: digits and dots, at most 64 characters."""
+    return bool(_UID.match(value or "")) and len(value) <= MAX_UID_LENGTH
+
+
+def is_calendar_date(value: str) -> bool:
+    """Whether ``value`` is a DICOM date (DA, ``YYYYMMDD``) that exists in the calendar."""
+    if not DICOM_DATE.match(value or ""):
+        return False
+    try:
+        datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        return False
+    return True
 
 
 def partition_key(study_date: str, study_uid: str) -> str:
     """Dagster dynamic-partition key of a study: ``YYYYMMDD-<first 8 hex of sha1(study_uid)>``.
 
     Readable (sorts by date), stable across runs and machines, one per study. ``nodate`` stands
-    in for a missing or malformed StudyDate.
+    in for a missing, malformed or impossible StudyDate (e.g. ``20261399``).
     """
     if not study_uid:
         raise ValueError("a partition key needs a StudyInstanceUID")
-    date = study_date if DICOM_DATE.match(study_date or "") else "nodate"
+    date = study_date if is_calendar_date(study_date) else "nodate"
     digest = hashlib.sha1(study_uid.encode("utf-8")).hexdigest()[:8]
     return f"{date}-{digest}"
 
@@ -42,6 +60,13 @@ def image_key(sop_instance_uid: str) -> str:
     if _UID.match(sop_instance_uid) and len(sop_instance_uid) <= 64:
         return sop_instance_uid
     return "x" + hashlib.sha1(sop_instance_uid.encode("utf-8")).hexdigest()[:16]
+
+
+def file_key(relative_path: str) -> str:
+    """The catalog's row key of an input file: 16 hex of sha256 of its path relative to the
+    data directory. Logs, run metadata and values passed between assets name files by it,
+    never by path (folders may be named after patients); ``catalog.parquet`` maps it back."""
+    return hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:16]
 
 
 def pseudonymize(patient_id: str, salt: str | None = None) -> str:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from labeling_pipeline.imaging.dicom.enum import RejectionReason
+
 
 def walk_files(root: Path) -> Iterator[Path]:
     """Every non-hidden file under ``root``, in sorted order (hidden folders are skipped too)."""
@@ -18,6 +20,74 @@ def walk_files(root: Path) -> Iterator[Path]:
         for name in sorted(files):
             if not name.startswith("."):
                 yield Path(directory) / name
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One thing a scan finds: a file to read (``problem`` None), or a file or folder that is
+    not read, with the reason (hidden, unreadable folder, link leaving the data directory or
+    looping back)."""
+
+    path: Path
+    problem: RejectionReason | None = None
+    detail: str = ""
+
+
+def walk_tree(root: Path, boundary: Path) -> Iterator[TreeEntry]:
+    """Every entry under ``root`` in sorted order, as a scan must see it: files to read, and
+    one entry with the reason for each hidden file or folder (not entered), each folder that
+    cannot be listed, and each linked folder that leads outside ``boundary`` (the data
+    directory) or back into a folder already walked. Linked folders inside ``boundary`` are
+    followed."""
+    boundary_real = os.path.realpath(boundary)
+    visited = {os.path.realpath(root)}
+
+    def inside(real: str) -> bool:
+        return real == boundary_real or real.startswith(boundary_real + os.sep)
+
+    def visit(directory: Path) -> Iterator[TreeEntry]:
+        try:
+            with os.scandir(directory) as scan:
+                names = sorted(entry.name for entry in scan)
+        except OSError as error:
+            yield TreeEntry(
+                directory,
+                RejectionReason.UNREADABLE_FOLDER,
+                f"folder cannot be listed ({error.strerror or type(error).__name__}); "
+                "its files are not catalogued",
+            )
+            return
+        for name in names:
+            path = directory / name
+            if name.startswith("."):
+                kind = "folder" if path.is_dir() else "file"
+                yield TreeEntry(path, RejectionReason.HIDDEN, f"hidden {kind}, not scanned")
+                continue
+            if not path.is_dir():
+                yield TreeEntry(path)
+                continue
+            real = os.path.realpath(path)
+            if path.is_symlink() and not inside(real):
+                yield TreeEntry(
+                    path,
+                    RejectionReason.LINK_OUTSIDE_DATA_DIR,
+                    "linked folder leads outside the data directory; not followed",
+                )
+                continue
+            if path.is_symlink() and (real in visited or _is_ancestor(real, path)):
+                yield TreeEntry(
+                    path, RejectionReason.LINK_LOOP, "linked folder already scanned (a loop)"
+                )
+                continue
+            visited.add(real)
+            yield from visit(path)
+
+    yield from visit(Path(root))
+
+
+def _is_ancestor(real: str, path: Path) -> bool:
+    here = os.path.realpath(path.parent)
+    return here == real or here.startswith(real + os.sep)
 
 
 @dataclass(frozen=True)

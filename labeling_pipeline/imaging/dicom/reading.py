@@ -28,7 +28,12 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from labeling_pipeline.imaging.dicom.enum import RejectionReason
-from labeling_pipeline.imaging.dicom.keys import DICOM_DATE, pseudonymize
+from labeling_pipeline.imaging.dicom.keys import is_calendar_date, is_uid, pseudonymize
+from labeling_pipeline.imaging.dicom.limits import (
+    NON_IMAGE_MODALITIES,
+    SPINE_BODY_PARTS,
+    ImageLimits,
+)
 from labeling_pipeline.imaging.image import LabelImage
 
 MIN_SIZE = 32  # smallest accepted rows / columns: below this no anatomy can be recognised
@@ -83,17 +88,28 @@ def read_dataset(path: Path) -> Dataset:
             RejectionReason.UNREADABLE, f"unreadable DICOM: {type(error).__name__}: {error}"
         ) from error
     if len(ds) == 0:
+        if ds.file_meta.get("MediaStorageSOPInstanceUID"):  # the meta header promised one
+            raise DicomValidationError(
+                RejectionReason.TRUNCATED, "file ends after its meta header: truncated"
+            )
         raise DicomValidationError(
             RejectionReason.EMPTY_DATASET, "DICOM file holds no data set (truncated?)"
         )
+    # A meta header without TransferSyntaxUID: the encoding pydicom found when reading tells it.
+    _ensure_transfer_syntax(ds)
     return ds
 
 
 def _ensure_transfer_syntax(ds: Dataset) -> None:
-    """Give a file without meta information the transfer syntax its encoding implies."""
+    """Give a file without meta information (or without TransferSyntaxUID in it) the transfer
+    syntax its encoding implies."""
+    if not hasattr(ds, "file_meta") or ds.file_meta is None:
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
     if ds.file_meta.get("TransferSyntaxUID"):
         return
     implicit, little = ds.original_encoding
+    if implicit is None:
+        return
     if implicit:
         ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     elif little is False:
@@ -209,14 +225,17 @@ def identity_fields(ds: Dataset) -> dict[str, str]:
         "study_uid": _text(ds, "StudyInstanceUID"),
         "series_uid": _text(ds, "SeriesInstanceUID"),
         "sop_instance_uid": _text(ds, "SOPInstanceUID"),
-        "study_date": date if DICOM_DATE.match(date) else "",
+        "study_date": date if is_calendar_date(date) else "",
         "modality": _text(ds, "Modality"),
         "patient_key": pseudonymize(_text(ds, "PatientID")),
     }
 
 
-def validate_header(ds: Dataset, path: Path, size_bytes: int) -> DicomHeader:
-    """Check everything that can be checked without decoding pixels."""
+def validate_header(
+    ds: Dataset, path: Path, size_bytes: int, limits: ImageLimits | None = None
+) -> DicomHeader:
+    """Check everything that can be checked without decoding pixels; with ``limits``, also
+    that the image is plausibly a sagittal spine image of bounded size."""
     ident = identity_fields(ds)
     missing = [
         keyword
@@ -228,7 +247,32 @@ def validate_header(ds: Dataset, path: Path, size_bytes: int) -> DicomHeader:
         if not ident[key]
     ]
     if missing:
+        if _ends_before(ds, missing, size_bytes):
+            raise DicomValidationError(
+                RejectionReason.TRUNCATED,
+                f"file ends (at byte {size_bytes}) before {', '.join(missing)}: truncated",
+            )
         raise DicomValidationError(RejectionReason.MISSING_UID, f"missing {', '.join(missing)}")
+    malformed = [
+        keyword
+        for keyword, key in (
+            ("StudyInstanceUID", "study_uid"),
+            ("SeriesInstanceUID", "series_uid"),
+            ("SOPInstanceUID", "sop_instance_uid"),
+        )
+        if not is_uid(ident[key])
+    ]
+    if malformed:
+        raise DicomValidationError(
+            RejectionReason.INVALID_UID,
+            f"{', '.join(malformed)} not a DICOM UID (digits and dots, at most 64 characters)",
+        )
+    modality = ident["modality"].upper()
+    if modality in NON_IMAGE_MODALITIES:
+        raise DicomValidationError(
+            RejectionReason.UNSUPPORTED_MODALITY,
+            f"modality {modality} holds no image of the patient to label",
+        )
     pixel_tag = next((tag for tag in _PIXEL_TAGS if tag in ds), None)
     if pixel_tag is None:
         raise DicomValidationError(RejectionReason.NO_PIXEL_DATA, "no pixel data")
@@ -261,8 +305,15 @@ def validate_header(ds: Dataset, path: Path, size_bytes: int) -> DicomHeader:
             RejectionReason.INVALID_DIMENSIONS,
             f"image is {rows} x {columns} pixels; at least {MIN_SIZE} x {MIN_SIZE} needed",
         )
+    if limits is not None and rows * columns > limits.max_pixels:
+        raise DicomValidationError(
+            RejectionReason.IMAGE_TOO_LARGE,
+            f"image is {rows} x {columns} pixels; at most {limits.max_pixels} pixels per frame",
+        )
     frames = number_of_frames(ds)
     spacing, note = _spacing(ds, frames // 2)
+    if limits is not None:
+        _check_bounds(ds, frames // 2, rows, columns, spacing, limits)
     return DicomHeader(
         path=path,
         rel="",
@@ -279,6 +330,62 @@ def validate_header(ds: Dataset, path: Path, size_bytes: int) -> DicomHeader:
         spacing=spacing,
         note=note,
     )
+
+
+_UID_TAGS = {"SOPInstanceUID": 0x00080018, "StudyInstanceUID": 0x0020000D,
+             "SeriesInstanceUID": 0x0020000E}  # fmt: skip
+
+
+def _ends_before(ds: Dataset, missing: list[str], size_bytes: int) -> bool:
+    """Whether the data set stops before the first missing UID would be, in a file that has
+    no pixel data either: a file cut short, not one written without the UID."""
+    if any(tag in ds for tag in _PIXEL_TAGS) or not len(ds):
+        return False
+    last = max(int(element.tag) for element in ds)
+    return last < min(_UID_TAGS[keyword] for keyword in missing) or size_bytes < 256
+
+
+def _body_part(ds: Dataset) -> str:
+    return _text(ds, "BodyPartExamined").upper()
+
+
+def _check_bounds(
+    ds: Dataset,
+    frame: int,
+    rows: int,
+    columns: int,
+    spacing: tuple[float, float],
+    limits: ImageLimits,
+) -> None:
+    """Raise :class:`DicomValidationError` when the image is outside ``limits``."""
+    low, high = limits.min_pixel_spacing_mm, limits.max_pixel_spacing_mm
+    if not all(low <= value <= high for value in spacing):
+        raise DicomValidationError(
+            RejectionReason.IMPLAUSIBLE_PIXEL_SPACING,
+            f"pixel spacing {spacing[0]:g} x {spacing[1]:g} mm outside {low:g}-{high:g} mm",
+        )
+    extent = max(rows * spacing[0], columns * spacing[1])
+    if extent > limits.max_field_of_view_mm:
+        raise DicomValidationError(
+            RejectionReason.IMAGE_TOO_LARGE,
+            f"field of view {rows * spacing[0]:.0f} x {columns * spacing[1]:.0f} mm; at most "
+            f"{limits.max_field_of_view_mm:g} mm",
+        )
+    body_part = _body_part(ds)
+    if body_part and not any(part in body_part for part in SPINE_BODY_PARTS):
+        raise DicomValidationError(
+            RejectionReason.NOT_SPINE, f"BodyPartExamined {body_part!r} is not the spine"
+        )
+    if limits.require_sagittal:
+        normal = slice_normal(ds, frame)
+        if normal is not None:
+            angle = math.degrees(math.acos(min(1.0, abs(float(normal[0])))))
+            if angle > limits.sagittal_tolerance_deg:
+                raise DicomValidationError(
+                    RejectionReason.NOT_SAGITTAL,
+                    f"not a sagittal image: slice normal {angle:.0f} deg from left-right "
+                    f"(at most {limits.sagittal_tolerance_deg:g})",
+                )
 
 
 def ordered_frames(ds: Dataset, frames: int) -> tuple[list[int], str]:

@@ -21,7 +21,8 @@ import pandas as pd
 from labeling_pipeline.imaging.dicom.catalog import CatalogEntry, catalog_to_frame
 from labeling_pipeline.imaging.dicom.enum import SOURCES, CatalogOutcome, RejectionReason
 from labeling_pipeline.imaging.dicom.keys import partition_key
-from labeling_pipeline.imaging.dicom.listing import walk_files
+from labeling_pipeline.imaging.dicom.limits import ImageLimits
+from labeling_pipeline.imaging.dicom.listing import TreeEntry, walk_tree
 from labeling_pipeline.imaging.dicom.reading import (
     DicomHeader,
     DicomValidationError,
@@ -111,7 +112,7 @@ def _slice_order(headers: list[DicomHeader]) -> tuple[list[DicomHeader], str]:
     return sorted(headers, key=lambda h: h.rel), note
 
 
-def scan_dicom_tree(root: Path, source: str) -> ScanResult:
+def scan_dicom_tree(root: Path, source: str, limits: ImageLimits | None = None) -> ScanResult:
     """Find, validate and group every file under ``root`` (a data directory's ``incoming/``
     or ``archive/``) and choose the one image per series that is labelled.
 
@@ -125,10 +126,12 @@ def scan_dicom_tree(root: Path, source: str) -> ScanResult:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root} is not a directory")
-    return _scan([(root, source)], root.parent)
+    return _scan([(root, source)], root.parent, limits)
 
 
-def scan_data_dir(data_dir: Path, sources: tuple[str, ...] = SOURCES) -> ScanResult:
+def scan_data_dir(
+    data_dir: Path, sources: tuple[str, ...] = SOURCES, limits: ImageLimits | None = None
+) -> ScanResult:
     """Scan ``data_dir/incoming`` and ``data_dir/archive`` together.
 
     Unlike two separate :func:`scan_dicom_tree` calls, a SOP instance present in both is
@@ -142,15 +145,15 @@ def scan_data_dir(data_dir: Path, sources: tuple[str, ...] = SOURCES) -> ScanRes
     data_dir = Path(data_dir)
     for source in sources:
         if (data_dir / source).exists() and not (data_dir / source).is_dir():
-            raise ValueError(f"{data_dir / source} is not a directory")
-    return _scan([(data_dir / source, source) for source in sources], data_dir)
+            raise ValueError(f"{source}/ of the data directory is not a directory")
+    return _scan([(data_dir / source, source) for source in sources], data_dir, limits)
 
 
-def _files(roots: list[tuple[Path, str]]) -> Iterator[tuple[Path, str]]:
+def _files(roots: list[tuple[Path, str]], base: Path) -> Iterator[tuple[TreeEntry, str]]:
     for root, source in roots:
         if root.is_dir():
-            for path in walk_files(root):
-                yield path, source
+            for entry in walk_tree(root, base):
+                yield entry, source
 
 
 def _unreadable_entry(rel: str, source: str, reason: str) -> CatalogEntry:
@@ -160,13 +163,22 @@ def _unreadable_entry(rel: str, source: str, reason: str) -> CatalogEntry:
     )
 
 
-def _scan(roots: list[tuple[Path, str]], base: Path) -> ScanResult:
+def _scan(
+    roots: list[tuple[Path, str]], base: Path, limits: ImageLimits | None = None
+) -> ScanResult:
     """The scan behind :func:`scan_dicom_tree` and :func:`scan_data_dir`; catalog paths are
     relative to ``base``."""
+    limits = limits or ImageLimits()
     entries: dict[str, CatalogEntry] = {}
     headers: list[DicomHeader] = []
-    for path, source in _files(roots):
+    for found, source in _files(roots, base):
+        path = found.path
         rel = path.relative_to(base).as_posix()
+        if found.problem is not None:
+            entries[rel] = CatalogEntry(
+                rel, source, 0, "", CatalogOutcome.REJECTED, found.problem, found.detail
+            )
+            continue
         if not path.is_file():  # a pipe would block the read; a broken link cannot be read
             entries[rel] = _unreadable_entry(rel, source, "not a regular file (link, pipe, device)")
             continue
@@ -192,7 +204,7 @@ def _scan(roots: list[tuple[Path, str]], base: Path) -> ScanResult:
             rows, columns = 0, 0
         entry.rows, entry.columns, entry.number_of_frames = rows, columns, number_of_frames(ds)
         try:
-            header = validate_header(ds, path, size_bytes)
+            header = validate_header(ds, path, size_bytes, limits)
         except DicomValidationError as error:
             entry.reason_code, entry.reason = error.reason, error.message
             continue

@@ -13,7 +13,11 @@ from labeling_pipeline.defs.ingestion.assets import dicom_catalog
 from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
 from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
 from labeling_pipeline.defs.labels.schedules import nightly_relabel_schedule
-from labeling_pipeline.defs.resources import IntermediateIOManager, PipelineResource
+from labeling_pipeline.defs.resources import (
+    CatalogIOManager,
+    IntermediateIOManager,
+    PipelineResource,
+)
 from labeling_pipeline.imaging.dicom import study_digest
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.synthetic.sample_data import build_dataset
@@ -53,6 +57,7 @@ def _catalog(env: SimpleNamespace) -> None:
     resources = {
         "pipeline": env.pipeline,
         "io_manager": IntermediateIOManager(pipeline=env.pipeline),
+        "catalog_io_manager": CatalogIOManager(pipeline=env.pipeline),
     }
     result = dg.materialize(
         [dicom_catalog], instance=env.instance, resources=resources, run_config=QUIET

@@ -93,12 +93,15 @@ def test_series_labels_middle_slice_along_normal(tmp_path: Path) -> None:
     assert labelled["note"] == ""
 
 
-def test_even_series_takes_upper_middle_and_ignores_hidden_files(tmp_path: Path) -> None:
+def test_even_series_takes_upper_middle_and_records_hidden_files(tmp_path: Path) -> None:
     written = write_series(tmp_path / "incoming", [0.0, -1.0, -2.0, -3.0])  # along normal: 0..3
     write(make_dataset(), tmp_path / "incoming" / ".hidden.dcm")
     write(make_dataset(), tmp_path / "incoming" / ".cache" / "x.dcm")
     result = scan_dicom_tree(tmp_path / "incoming", "incoming")
-    assert len(result.catalog) == 4  # hidden files and folders are not seen
+    # Hidden files and folders are not read, but each has a catalog row saying so.
+    hidden = result.catalog_frame().query("reason_code == 'hidden'")
+    assert sorted(hidden["path"]) == ["incoming/.cache", "incoming/.hidden.dcm"]
+    assert len(result.catalog) == 6
     assert result.images[0].sop_instance_uid == written[2][1].SOPInstanceUID  # index 4 // 2
 
 
