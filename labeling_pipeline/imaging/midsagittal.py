@@ -44,6 +44,8 @@ MIN_GAIN = 0.05
 CENTRAL_MM = 8.0
 #: ... or, where that is more, the middle third of the stack.
 CENTRAL_SHARE = 1 / 3
+#: The reason given when there is nothing to choose from.
+SINGLE_FRAME = "single frame"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def central_slices(count: int, slice_spacing_mm: float | None) -> list[int]:
     if count < 1:
         raise ValueError(f"a stack needs at least one slice, got {count}")
     middle = count // 2
-    reach = int(count * CENTRAL_SHARE / 2)
+    reach = int(count * CENTRAL_SHARE / 2 + 0.5)
     if slice_spacing_mm is not None and math.isfinite(slice_spacing_mm) and slice_spacing_mm > 0:
         reach = max(reach, int(CENTRAL_MM / slice_spacing_mm + 1e-6))
     return list(range(max(middle - reach, 0), min(middle + reach, count - 1) + 1))
@@ -76,23 +78,34 @@ def choose_mid_sagittal(
     pixel_spacing_mm: tuple[float, float],
     slice_spacing_mm: float | None = None,
 ) -> SliceChoice:
-    """The most mid-sagittal slice of ``stack`` (slices ordered along the slice normal, all of
-    one shape), chosen among :func:`central_slices`; the middle slice when nothing tells them
-    apart."""
-    count = len(stack)
-    if count == 0:
+    """The most mid-sagittal slice of ``stack`` (slices ordered along the slice normal),
+    chosen among :func:`central_slices`; the middle slice when nothing tells them apart."""
+    if len(stack) == 0:
         raise ValueError("an empty stack has no slice to choose")
-    if count == 1:
-        return SliceChoice(0, "single frame", (0,))
-    middle = count // 2
-    candidates = central_slices(count, slice_spacing_mm)
+    if len(stack) == 1:
+        return SliceChoice(0, SINGLE_FRAME, (0,))
+    candidates = central_slices(len(stack), slice_spacing_mm)
+    return choose_among(
+        candidates, [stack[i] for i in candidates], len(stack) // 2, pixel_spacing_mm
+    )
+
+
+def choose_among(
+    candidates: Sequence[int],
+    slices: Sequence[np.ndarray],
+    middle: int,
+    pixel_spacing_mm: tuple[float, float],
+) -> SliceChoice:
+    """The most mid-sagittal of the ``candidates`` (indices along the slice normal, ``slices``
+    their pixels) or ``middle`` (one of them) when nothing tells them apart."""
+    candidates = list(candidates)
+    if len(candidates) != len(slices) or middle not in candidates:
+        raise ValueError("need one slice per candidate, and the middle one among them")
     if len(candidates) == 1:
-        return SliceChoice(middle, "middle slice: no other central slice", tuple(candidates))
-    shapes = {np.shape(stack[i]) for i in candidates}
-    if len(shapes) != 1:
+        return SliceChoice(middle, "middle slice: the only central slice", (middle,))
+    if len({np.shape(s) for s in slices}) != 1:
         return SliceChoice(middle, "middle slice: central slices differ in size", tuple(candidates))
-    scores = mid_sagittal_scores([stack[i] for i in candidates], pixel_spacing_mm)
-    return _decide(candidates, scores, middle)
+    return _decide(candidates, mid_sagittal_scores(slices, pixel_spacing_mm), middle)
 
 
 def _decide(candidates: list[int], scores: np.ndarray, middle: int) -> SliceChoice:

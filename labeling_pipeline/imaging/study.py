@@ -41,5 +41,6 @@ def read_study_images(
             unreadable.append((row.path, str(error)))
             continue
         image.study_date = row.study_date  # the study's date, as the partition key has it
+        image.slice_choice = str(getattr(row, "slice_choice", "") or "")  # older catalogs lack it
         images.append(image)
     return images, unreadable
