@@ -32,6 +32,8 @@ WORK_MM = 1.5
 BAND_SIGMA_MM = 6.0
 #: Gaussian sigma (mm) of the averaging along a band: long structures only.
 ALONG_SIGMA_MM = 20.0
+#: Sampling step (mm) of that averaging.
+ALONG_STEP_MM = 3.0
 #: Band directions (degrees from the image's vertical) that are tried: lordosis and tilt.
 BAND_ANGLES_DEG = tuple(range(-40, 41, 10))
 #: Distance (mm) from the body's surface (and from the image border) that the score ignores.
@@ -216,7 +218,7 @@ def _band_response(image: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarr
     ixx = _convolve(_convolve(image, gr, 0), ddc, 1) / col_mm**2
     iyy = _convolve(_convolve(image, ddr, 0), gc, 1) / row_mm**2
     ixy = _convolve(_convolve(image, dr, 0), dc, 1) / (row_mm * col_mm)
-    step_mm = min(row_mm, col_mm)
+    step_mm = max(min(row_mm, col_mm), ALONG_STEP_MM)
     taps = np.arange(
         -math.ceil(2.5 * ALONG_SIGMA_MM / step_mm), math.ceil(2.5 * ALONG_SIGMA_MM / step_mm) + 1
     )
