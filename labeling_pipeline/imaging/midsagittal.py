@@ -69,7 +69,7 @@ def central_slices(count: int, slice_spacing_mm: float | None) -> list[int]:
     if count < 1:
         raise ValueError(f"a stack needs at least one slice, got {count}")
     middle = count // 2
-    reach = int(count * CENTRAL_SHARE / 2 + 0.5)
+    reach = max(int((count * CENTRAL_SHARE - 1) / 2 + 0.5), 0)  # the middle third's half
     if slice_spacing_mm is not None and math.isfinite(slice_spacing_mm) and slice_spacing_mm > 0:
         reach = max(reach, int(CENTRAL_MM / slice_spacing_mm + 1e-6))
     return list(range(max(middle - reach, 0), min(middle + reach, count - 1) + 1))
