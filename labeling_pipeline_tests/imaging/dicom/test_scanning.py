@@ -28,6 +28,9 @@ from labeling_pipeline.imaging.dicom import (
     scan_dicom_tree,
 )
 from labeling_pipeline.localization.evaluation import match_truth_by_series
+from labeling_pipeline.synthetic import PhantomParams, make_phantom
+from labeling_pipeline.synthetic.dicom_writer import StudyInfo, write_multiframe
+from labeling_pipeline.synthetic.dicom_writer import write_series as write_phantom_series
 
 from ..dicom_files import make_dataset, set_pixels, slice_pixels, write, write_series
 
@@ -393,3 +396,32 @@ def test_real_series_are_labelled_on_their_most_mid_sagittal_slice(folder: str) 
         assert chosen["IVD_46"] >= 6, chosen
     template = read_label_image(root / "template" / "template.dcm")
     assert template.pixels.shape[0] >= 221
+
+
+@pytest.mark.parametrize("layout", ["series", "multiframe"])
+def test_shifted_synthetic_series_is_labelled_near_its_mid_plane(
+    tmp_path: Path, layout: str
+) -> None:
+    # Seven slices 4 mm apart whose middle one lies 8 mm off the spine's mid-plane.
+    params = PhantomParams(
+        seed=1, rows=192, cols=192, pixel_spacing_mm=(1.25, 1.25), lateral_drift_mm=1.5
+    )
+    offsets = [-(k - 3) * 4.0 + 8.0 for k in range(7)]
+    stack = [make_phantom(params, offset) for offset in offsets]
+    study = StudyInfo(key=f"shifted/{layout}", case_number=1)
+    if layout == "series":
+        written = write_phantom_series(stack, tmp_path / "incoming" / "sag", study, 4.0)
+        by_sop = {w.sop_instance_uid: k for k, w in enumerate(written)}
+    else:
+        write_multiframe(stack, tmp_path / "incoming" / "mf.dcm", study, 4.0)
+    result = scan_dicom_tree(tmp_path / "incoming", "incoming")
+    image = result.images[0]
+    index = by_sop[image.sop_instance_uid] if layout == "series" else image.frame_index
+    assert abs(offsets[index]) <= 4.0, (offsets, index, image.slice_choice)
+    assert image.slice_choice.startswith("most mid-sagittal of 5 central slices")
+    labelled = result.catalog_frame().query("outcome == 'labelled'").iloc[0]
+    assert labelled["slice_choice"] == image.slice_choice
+    assert int(labelled["frame_index"]) == image.frame_index
+    # Reading the catalogued frame again gives the same pixels.
+    again = read_label_image(tmp_path / labelled["path"], int(labelled["frame_index"]))
+    np.testing.assert_array_equal(again.pixels, image.pixels)
