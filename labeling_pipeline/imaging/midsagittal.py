@@ -4,17 +4,17 @@ column of vertebral bodies show best.
 On the mid-sagittal plane the slice cuts the canal along its full width: a long, continuous
 band (bright fluid on T2, STIR and water images, dark on T1 and fat images) running the length
 of the lumbar spine behind the bodies. Off the midline the band narrows, fades by partial
-volume and is interrupted by the pedicles, and the bodies shrink. A slice's score is the
-strength of long near-vertical bands at canal scale, whatever their sign (so any contrast
-works): the second derivative across a band at a scale near the canal's width (a wider band of
-the same contrast answers more strongly), averaged along the band over several centimetres so
-that short structures (facets, bowel loops, vessels' branches) average away; the score is the
-mean of the strongest responses inside the body, away from its surface (the subcutaneous fat is
-a long band too, but it looks alike on every slice).
+volume and is interrupted by the pedicles. A slice's score is the amount of such band it shows,
+whatever its sign (so any contrast works): the second derivative across a band, averaged along
+it over several centimetres so that short structures (facets, bowel loops, the pedicles' gaps)
+average away, taken at the best of a few scales and normalised by sigma cubed so that a band of
+width w and contrast c answers about c * w. The score is the mean of the strongest answers
+inside the body, at least 30 mm from its surface (the subcutaneous fat is a long band too).
 
 Only the slices of one series are compared with one another, so the score needs no calibration
-across series; a slice other than the middle one is chosen only when it is clearly better
-(:data:`MIN_GAIN`). Pure numpy.
+across series. It can be fooled by another long band that comes and goes between slices (a
+flow void of the aorta beside the spine), so a slice other than the middle one is chosen only
+when it scores clearly better (:data:`MIN_GAIN`). Pure numpy.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Working resolution (mm per pixel) of the score: enough for a canal 10-18 mm wide.
-WORK_MM = 1.5
-#: Gaussian sigma (mm) of the second derivative across a band: above half a canal's width,
-#: so that a wider band (more of the canal in the slice) answers more strongly.
-BAND_SIGMA_MM = 6.0
+WORK_MM = 2.0
+#: Gaussian sigmas (mm) of the second derivative across a band: canals about 8-25 mm wide.
+BAND_SIGMAS_MM = (3.0, 4.5, 6.5)
 #: Gaussian sigma (mm) of the averaging along a band: long structures only.
 ALONG_SIGMA_MM = 20.0
 #: Sampling step (mm) of that averaging.
@@ -41,7 +40,7 @@ SURFACE_MARGIN_MM = 30.0
 #: Share of the interior's pixels whose responses make the score (about the canal's share).
 TOP_SHARE = 0.02
 #: A slice other than the middle one must beat the middle one's score by this share.
-MIN_GAIN = 0.05
+MIN_GAIN = 0.08
 #: Candidates: the slices within this distance (mm) of the middle one ...
 CENTRAL_MM = 8.0
 #: ... or, where that is more, the middle third of the stack.
@@ -210,18 +209,32 @@ def _shifted(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def _band_response(image: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
     """Per pixel: the strongest |second derivative across a band| averaged along the band,
-    over the directions :data:`BAND_ANGLES_DEG`."""
+    over the directions :data:`BAND_ANGLES_DEG` and the scales :data:`BAND_SIGMAS_MM`.
+
+    Scale-normalised by sigma cubed: for a band of width w and contrast c the strongest answer
+    is then about c * w, the amount of canal the slice cuts (narrower off the midline, and
+    fainter by partial volume).
+    """
+    best = np.zeros_like(image)
+    for sigma_mm in BAND_SIGMAS_MM:
+        response = _band_response_at(image, pixel_mm, sigma_mm)
+        np.maximum(best, response * sigma_mm**3, out=best)
+    return best
+
+
+def _band_response_at(
+    image: np.ndarray, pixel_mm: tuple[float, float], sigma_mm: float
+) -> np.ndarray:
     row_mm, col_mm = pixel_mm
-    gr, dr, ddr = _gaussian_kernels(BAND_SIGMA_MM / row_mm)
-    gc, dc, ddc = _gaussian_kernels(BAND_SIGMA_MM / col_mm)
+    gr, dr, ddr = _gaussian_kernels(sigma_mm / row_mm)
+    gc, dc, ddc = _gaussian_kernels(sigma_mm / col_mm)
     # Derivatives per mm (rows = y, columns = x).
     ixx = _convolve(_convolve(image, gr, 0), ddc, 1) / col_mm**2
     iyy = _convolve(_convolve(image, ddr, 0), gc, 1) / row_mm**2
     ixy = _convolve(_convolve(image, dr, 0), dc, 1) / (row_mm * col_mm)
     step_mm = max(min(row_mm, col_mm), ALONG_STEP_MM)
-    taps = np.arange(
-        -math.ceil(2.5 * ALONG_SIGMA_MM / step_mm), math.ceil(2.5 * ALONG_SIGMA_MM / step_mm) + 1
-    )
+    reach = math.ceil(2.5 * ALONG_SIGMA_MM / step_mm)
+    taps = np.arange(-reach, reach + 1)
     weights = np.exp(-0.5 * (taps * step_mm / ALONG_SIGMA_MM) ** 2)
     weights /= weights.sum()
     best = np.zeros_like(image)
@@ -235,7 +248,7 @@ def _band_response(image: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarr
             dx = round(t * step_mm * along_x / col_mm)
             averaged += weight * _shifted(across, dy, dx)
         np.maximum(best, np.abs(averaged), out=best)
-    return best * BAND_SIGMA_MM**2
+    return best
 
 
 def _interior(image: np.ndarray, pixel_mm: tuple[float, float]) -> np.ndarray:
