@@ -124,14 +124,15 @@ def _decide(candidates: list[int], scores: np.ndarray, middle: int) -> SliceChoi
         return SliceChoice(
             middle,
             f"middle slice: no clear difference {where} "
-            f"(best slice {best} scores {relative[best] / relative[middle] - 1:+.1%})",
+            f"(the best, {best - middle:+d} from the middle along the normal, scores "
+            f"{relative[best] / relative[middle] - 1:+.1%})",
             kept,
             values,
         )
     return SliceChoice(
         best,
-        f"most mid-sagittal {where}: slice {best} "
-        f"(score 1.00; middle slice {middle}: {relative[middle]:.2f})",
+        f"most mid-sagittal {where}: {best - middle:+d} from the middle along the normal "
+        f"(score 1.00; the middle slice {relative[middle]:.2f})",
         kept,
         values,
     )
