@@ -35,6 +35,7 @@ from labeling_pipeline.defs.resources import (
 from labeling_pipeline.defs.template.assets import template_reference
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.labels.schema import CONTRACT_COLUMNS
+from labeling_pipeline.localization.evaluation import match_truth_by_series
 from labeling_pipeline.localization.template import load_template_landmarks
 from labeling_pipeline.synthetic.sample_data import build_dataset
 
@@ -89,10 +90,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
             )
             for key in keys
         }
+        # A series may be labelled on another slice than the one its truth was drawn on: match
+        # the truth to the labelled images by series.
+        catalog = pd.read_parquet(output / "catalog.parquet")
+        labelled = catalog[catalog["outcome"] == "labelled"]
+        matched = match_truth_by_series(
+            truth, zip(labelled["sop_instance_uid"], labelled["series_uid"], strict=True)
+        )
+        assert sorted(e["truth_sop_instance_uid"] for e in matched.values()) == sorted(truth)
         yield SimpleNamespace(
             data=data,
             output=output,
-            truth=truth,
+            truth=matched,
             instance=instance,
             resources=resources,
             prepare=prepare,
@@ -132,6 +141,7 @@ def test_labels_have_one_row_per_landmark_per_labelled_image(run: SimpleNamespac
     assert len(labels) == len(run.truth) * len(template.landmarks)
     assert set(labels["sop_instance_uid"]) == set(run.truth)
     assert (labels.groupby(["sop_instance_uid", "landmark"]).size() == 1).all()
+    assert (labels["slice_choice"] != "").all()  # why that slice of its series
     assert set(labels["landmark"]) == set(template.names())
     assert set(labels["status"]) <= {"ok", "needs_review"}
     ok = labels[labels["status"] == "ok"]

@@ -9,7 +9,8 @@ import numpy as np
 
 @dataclass
 class LabelImage:
-    """One 2-D image chosen for labelling (a single frame, a series' middle slice or frame).
+    """One 2-D image chosen for labelling (a single frame, a series' most mid-sagittal slice
+    or frame; ``slice_choice`` says which and why).
 
     ``pixels`` holds the stored values with the modality LUT applied (float32, rows x columns),
     not yet windowed or inverted. ``pixel_spacing_mm`` is (row spacing, column spacing) in mm,
@@ -28,6 +29,7 @@ class LabelImage:
     window_width: float | None = None
     frame_index: int = 0
     source_files: list[str] = field(default_factory=list)
+    slice_choice: str = ""
 
     @property
     def rows(self) -> int:

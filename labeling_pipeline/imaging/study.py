@@ -45,6 +45,7 @@ def read_study_images(
             continue
         image.study_date = row.study_date  # the study's date, as the partition key has it
         image.source_files = [row.file_key]
+        image.slice_choice = str(getattr(row, "slice_choice", "") or "")  # older catalogs lack it
         images.append(image)
     return images, unreadable
 

@@ -104,6 +104,7 @@ def label_rows(
                 "pixel_spacing_row_mm": row_mm,
                 "pixel_spacing_col_mm": col_mm,
                 **{name: str(extra.get(name, "")) for name in EXTRA_COLUMNS},
+                "slice_choice": image.slice_choice,
             }
         )
     if not rows:

@@ -60,6 +60,8 @@ _TYPES: dict[str, pa.DataType] = {
     "pixel_spacing_col_mm": pa.float64(),
     "feature_model": pa.string(),
     "strategy": pa.string(),
+    # Why this slice (frame) of its series was labelled, as the catalog records it.
+    "slice_choice": pa.string(),
 }
 
 LABEL_COLUMNS: tuple[str, ...] = tuple(_TYPES)

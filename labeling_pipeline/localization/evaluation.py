@@ -3,6 +3,11 @@
 A vertebra counts as identified when its label has status ``ok`` and lies within half the
 distance from its true centre to the nearest neighbouring vertebra's true centre: closer to
 the right vertebra than to any other.
+
+Truth is keyed by the SOPInstanceUID of the slice it was drawn on; the pipeline may label
+another slice of that series (its most mid-sagittal one). In-plane positions carry over between
+parallel slices of a series, so :func:`match_truth_by_series` matches truth to the labelled
+image by series.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from labeling_pipeline.localization.result import OK, LandmarkResult
 
@@ -94,3 +100,32 @@ def summarize(outcomes: Iterable[Outcome]) -> Summary:
         ok_but_absent=sum(o.outcome == FALSE_POSITIVE for o in items),
         mean_error_mm=sum(errors) / len(errors) if errors else math.nan,
     )
+
+
+def match_truth_by_series(
+    truth: Mapping[str, Mapping[str, Any]], labelled: Iterable[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """The truth entry of each labelled image, keyed by the labelled image's SOPInstanceUID.
+
+    ``truth`` is keyed by the SOPInstanceUID of the slice (or multi-frame file) the truth was
+    drawn on; an entry's ``series_uid`` (where it has one) names its series. ``labelled`` gives
+    (SOPInstanceUID, SeriesInstanceUID) of each labelled image. A labelled image takes the entry
+    of its own SOP, else the one entry of its series; each returned entry is a copy with
+    ``truth_sop_instance_uid`` added (the slice the truth was drawn on). Images without truth
+    are left out; two entries for one series raise, as the match would be ambiguous.
+    """
+    by_series: dict[str, str] = {}
+    for sop, entry in truth.items():
+        series = str(entry.get("series_uid", "") or "")
+        if not series:
+            continue
+        if series in by_series:
+            raise ValueError(f"two truth entries for series {series}: {by_series[series]}, {sop}")
+        by_series[series] = sop
+    matched: dict[str, dict[str, Any]] = {}
+    for sop, series in labelled:
+        key = sop if sop in truth else by_series.get(series)
+        if key is None:
+            continue
+        matched[sop] = {**truth[key], "truth_sop_instance_uid": key}
+    return matched

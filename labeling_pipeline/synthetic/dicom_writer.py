@@ -4,9 +4,10 @@ Three layouts, all Explicit VR Little Endian, uncompressed, MONOCHROME2, 12 bits
 
 - :func:`write_single_frame`: one image in one file;
 - :func:`write_series`: a sagittal series, one file per slice, ``ImagePositionPatient``
-  stepping along the slice normal; the middle slice is the one labelled;
-- :func:`write_multiframe`: all slices as frames of one file (``NumberOfFrames``), the middle
-  frame is the one labelled.
+  stepping along the slice normal; the middle slice is the mid-sagittal one the truth is
+  drawn on;
+- :func:`write_multiframe`: all slices as frames of one file (``NumberOfFrames``), likewise
+  the middle frame.
 
 Geometry: sagittal ``ImageOrientationPatient`` = [0, 1, 0, 0, 0, -1] (rows run towards the
 patient's back, +Y; columns run towards the feet, -Z), so the slice normal (row x column
@@ -82,8 +83,8 @@ class StudyInfo:
 
 @dataclass(frozen=True)
 class WrittenImage:
-    """One written file; ``labelled_frame`` is the frame index the pipeline labels (or None
-    for a non-middle slice of a series)."""
+    """One written file; ``labelled_frame`` is the frame index the truth is drawn on, the
+    mid-sagittal one (None for a non-middle slice of a series)."""
 
     path: Path
     study_uid: str

@@ -6,11 +6,14 @@ Layout written under the output directory (see ``data/README.md``):
   discs L1-L2 ... L5-S1, x = column, y = row in pixels);
 - ``incoming/`` (and for the sample data ``archive/``): DICOM studies in nested folders, as
   single-frame images, 5-slice sagittal series and 5-frame multi-frame files;
-- the truth file (``sample_truth.json`` / ``truth.json``), keyed by the SOPInstanceUID of each
-  image the pipeline labels (a series' middle slice, a multi-frame file's SOP with its middle
-  ``frame``): ``{"file": <path relative to the output dir>, "spacing": <row spacing mm>,
+- the truth file (``sample_truth.json`` / ``truth.json``), keyed by the SOPInstanceUID of the
+  image each study's truth is drawn on, its mid-sagittal plane (a series' middle slice, a
+  multi-frame file's SOP with its middle ``frame``). The pipeline labels a series on its most
+  mid-sagittal central slice, which may be another slice of the series: match by ``series_uid``
+  (:func:`labeling_pipeline.localization.evaluation.match_truth_by_series`). Entries:
+  ``{"file": <path relative to the output dir>, "spacing": <row spacing mm>,
   "pixel_spacing_mm": [row, col], "layout": ..., "frame": ..., "study_uid": ...,
-  "landmarks": {"L1": {"x": .., "y": .., "kind": "vertebra"}, ...}}``.
+  "series_uid": ..., "landmarks": {"L1": {"x": .., "y": .., "kind": "vertebra"}, ...}}``.
 
 Everything is deterministic: re-running gives byte-identical files. Only the files listed here
 are written; other files in the output directory are left alone.

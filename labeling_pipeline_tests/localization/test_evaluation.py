@@ -12,6 +12,7 @@ from labeling_pipeline.localization.evaluation import (
     REVIEW,
     WRONG,
     Outcome,
+    match_truth_by_series,
     score_image,
     summarize,
 )
@@ -122,3 +123,30 @@ def test_summary_accepts_a_generator_and_score_image_results_end_to_end():
         (1 / 3, 1 / 3, 1 / 3)
     )
     assert summary.mean_error_mm == pytest.approx(2.0)
+
+
+def test_truth_is_matched_to_the_labelled_slice_by_series():
+    truth = {
+        "sop-mid": {"series_uid": "series-a", "file": "a/slice_04.dcm", "landmarks": {}},
+        "sop-single": {"series_uid": "series-b", "file": "b/IM1.dcm", "landmarks": {}},
+        "sop-no-series": {"file": "c/slice_04.dcm", "landmarks": {}},
+    }
+    labelled = [
+        ("sop-other", "series-a"),  # another slice of series a: its truth carries over
+        ("sop-single", "series-b"),  # the slice the truth was drawn on
+        ("sop-no-series", "series-c"),  # found by its own SOP
+        ("sop-c2", "series-c"),  # truth without series_uid matches by SOP only
+        ("sop-x", "series-x"),  # no truth
+    ]
+    matched = match_truth_by_series(truth, labelled)
+    assert sorted(matched) == ["sop-no-series", "sop-other", "sop-single"]
+    assert matched["sop-other"]["truth_sop_instance_uid"] == "sop-mid"
+    assert matched["sop-other"]["file"] == "a/slice_04.dcm"
+    assert matched["sop-single"]["truth_sop_instance_uid"] == "sop-single"
+    assert "truth_sop_instance_uid" not in truth["sop-mid"]  # the input is left alone
+
+
+def test_two_truth_entries_for_one_series_are_ambiguous():
+    truth = {"a": {"series_uid": "s"}, "b": {"series_uid": "s"}}
+    with pytest.raises(ValueError, match="two truth entries"):
+        match_truth_by_series(truth, [("c", "s")])

@@ -10,6 +10,8 @@ import numpy as np
 import pydicom
 import pytest
 
+from labeling_pipeline.imaging.dicom import scan_data_dir
+from labeling_pipeline.localization.evaluation import match_truth_by_series
 from labeling_pipeline.localization.template import load_template_landmarks
 from labeling_pipeline.synthetic.__main__ import main
 from labeling_pipeline.synthetic.sample_data import (
@@ -126,3 +128,20 @@ def test_sample_data_is_reproduced_by_the_generator(tmp_path, sample_truth):
         fresh = _labelled_pixels(tmp_path, entry).astype(int)
         committed = _labelled_pixels(DATA, sample_truth[sop]).astype(int)
         assert np.mean(np.abs(fresh - committed) > 1) < 0.001
+
+
+def test_every_labelled_sample_image_finds_its_truth_by_series(sample_truth):
+    """The pipeline's choice of slice (its most mid-sagittal one) and the truth, drawn on the
+    mid-sagittal slice, meet: every truth entry belongs to exactly one labelled image."""
+    images = scan_data_dir(DATA).images
+    matched = match_truth_by_series(
+        sample_truth, [(i.sop_instance_uid, i.series_uid) for i in images]
+    )
+    assert sorted(e["truth_sop_instance_uid"] for e in matched.values()) == sorted(sample_truth)
+    assert all(i.slice_choice for i in images)
+    series = [
+        i for i in images if sample_truth.get(i.sop_instance_uid, {}).get("layout") != "single"
+    ]
+    assert len(series) == 2  # the 5-slice series and the 5-frame file
+    for image in series:
+        assert image.slice_choice.startswith(("middle slice", "most mid-sagittal of 5 central"))

@@ -18,8 +18,9 @@ from labeling_pipeline.imaging.study import StudyImages, read_study_images
     group_name="features",
     kinds={"pytorch", "zarr"},
     description=(
-        "Dense features of each labelled image of the study (the catalogued middle slice or "
-        "frame), from the pretrained model of LABELING_FEATURE_MODEL, stored in features.zarr. "
+        "Dense features of each labelled image of the study (the catalogued most "
+        "mid-sagittal slice or frame of its series), from the pretrained model of "
+        "LABELING_FEATURE_MODEL, stored in features.zarr. "
         "Images whose pixels and feature settings are unchanged are not computed again."
     ),
 )

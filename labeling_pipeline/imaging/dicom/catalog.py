@@ -24,6 +24,9 @@ class CatalogEntry:
     ``number_of_frames`` are 0 when unknown. ``note`` records fallbacks that were taken (e.g.
     ImagerPixelSpacing used, slice order from InstanceNumber). ``server_url``: for a file of
     the ``dicomweb`` source, the base URL (without credentials) of the server it came from.
+    ``slice_choice`` says, on the ``labelled`` row, why that slice (frame) of its series was
+    chosen (e.g. ``single frame``, ``middle slice: no difference``, ``most mid-sagittal of 9
+    central slices: ...``).
     """
 
     path: str
@@ -46,6 +49,7 @@ class CatalogEntry:
     rows: int = 0
     columns: int = 0
     server_url: str = ""
+    slice_choice: str = ""
     file_key: str = ""
 
     def __post_init__(self) -> None:

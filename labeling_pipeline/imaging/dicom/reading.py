@@ -1,9 +1,10 @@
 """Reading and validating one DICOM file, and decoding the frame that is labelled.
 
-What is labelled (README "Data directory"): a single-frame image itself; a multi-frame image
-its middle frame, ordered along the slice normal when per-frame geometry says where each frame
-lies. Files are only read, never modified; a file that cannot be used raises
-:class:`DicomValidationError` with a reason code.
+What is labelled (CONTRACT "What is labelled"): a single-frame image itself; a multi-frame
+image the frame that a scan chooses (:mod:`~labeling_pipeline.imaging.dicom.scanning`, recorded
+in the catalog's ``frame_index``); read alone, its middle frame, ordered along the slice normal
+when per-frame geometry says where each frame lies. Files are only read, never modified; a
+file that cannot be used raises :class:`DicomValidationError` with a reason code.
 
 Coordinates: images are rows x columns; ``pixel_spacing_mm`` is (row spacing, column spacing) in
 mm, the order of DICOM PixelSpacing. Patient identity never leaves this package in the clear:

@@ -1,10 +1,12 @@
 """Scanning a data directory: find, validate and group every file, and choose the one image per
 series that is labelled.
 
-What is labelled (README "Data directory"): a single-frame image is labelled itself; a series of
-several slices on its middle slice, ordered along the slice normal by ImagePositionPatient; a
-multi-frame image on its middle frame. A broken file never stops a scan: it is recorded in the
-catalog with the reason it was rejected.
+What is labelled (CONTRACT "What is labelled"): a single-frame image is labelled itself; a
+series of several slices (ordered along the slice normal by ImagePositionPatient) and a
+multi-frame image on their most mid-sagittal slice or frame among the central ones
+(:mod:`labeling_pipeline.imaging.midsagittal`), the middle one when nothing tells them apart;
+the catalog's ``slice_choice`` says which and why. A broken file never stops a scan: it is
+recorded in the catalog with the reason it was rejected.
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from labeling_pipeline.imaging.dicom.reading import (
     validate_header,
 )
 from labeling_pipeline.imaging.image import LabelImage
+from labeling_pipeline.imaging.midsagittal import (
+    SINGLE_FRAME,
+    SliceChoice,
+    central_slices,
+    choose_among,
+)
 
 
 @dataclass
@@ -117,8 +125,9 @@ def scan_dicom_tree(root: Path, source: str, limits: ImageLimits | None = None) 
     or ``archive/``) and choose the one image per series that is labelled.
 
     Catalog paths are relative to ``root.parent`` (``incoming/a/b.dcm``). A missing ``root``
-    gives an empty result. Pixels are decoded only for the chosen image; if that fails, the
-    file is rejected and the next slice nearest the middle is tried. To scan both sources of a
+    gives an empty result. Pixels are decoded only for the central slices that the choice of
+    the labelled one compares; a file that fails to decode is rejected and the choice is made
+    again among the others. To scan both sources of a
     data directory as one (duplicates and series spanning them), use :func:`scan_data_dir`.
     """
     if source not in SOURCES:
@@ -250,34 +259,70 @@ def _scan(
     return ScanResult(images=images, catalog=sorted(entries.values(), key=lambda e: e.path))
 
 
+def _slice_spacing_mm(planes: list[tuple[DicomHeader, int]]) -> float | None:
+    """Median distance (mm) between neighbouring planes along the slice normal; None without
+    geometry on every plane."""
+    normal = slice_normal(planes[0][0].ds, planes[0][1])
+    positions = [slice_position(h.ds, f) for h, f in planes]
+    if normal is None or any(p is None for p in positions):
+        return None
+    along = np.sort([float(np.dot(p, normal)) for p in positions])
+    steps = np.diff(along)
+    steps = steps[steps > 1e-6]
+    return float(np.median(steps)) if steps.size else None
+
+
 def _choose_and_decode(
     members: list[DicomHeader], entries: dict[str, CatalogEntry]
 ) -> LabelImage | None:
-    """Label the middle slice of a series (middle frame of a multi-frame file); a slice that
-    cannot be decoded is rejected and the middle of the remaining ones is tried."""
+    """Label the most mid-sagittal central slice of a series (frame of a multi-frame file);
+    a slice that cannot be decoded is rejected and the choice is made among the others."""
     remaining = list(members)
     while remaining:
         ordered, order_note = _slice_order(remaining)
-        chosen = ordered[len(ordered) // 2]
-        frame_order, frame_note = ordered_frames(chosen.ds, chosen.frames)
-        frame = frame_order[len(frame_order) // 2]
-        try:
-            pixels = decode_frame(chosen, frame)
-        except DicomValidationError as error:
-            entry = entries[chosen.rel]
-            entry.reason_code, entry.reason = error.reason, error.message
-            remaining.remove(chosen)
+        frame_note = ""
+        if len(ordered) == 1:
+            frame_order, frame_note = ordered_frames(ordered[0].ds, ordered[0].frames)
+            planes = [(ordered[0], frame) for frame in frame_order]
+        else:  # one plane per file: a multi-frame file in a series gives its middle frame
+            planes = []
+            for header in ordered:
+                frame_order, _ = ordered_frames(header.ds, header.frames)
+                planes.append((header, frame_order[len(frame_order) // 2]))
+        middle = len(planes) // 2
+        candidates = central_slices(len(planes), _slice_spacing_mm(planes))
+        pixels: dict[int, np.ndarray] = {}
+        failed: DicomHeader | None = None
+        for index in candidates:
+            header, frame = planes[index]
+            try:
+                pixels[index] = decode_frame(header, frame)
+            except DicomValidationError as error:
+                entry = entries[header.rel]
+                entry.reason_code, entry.reason = error.reason, error.message
+                failed = header
+                break
+        if failed is not None:
+            remaining.remove(failed)
             continue
-        image = build_label_image(chosen, frame, pixels)
+        if len(planes) == 1:
+            choice = SliceChoice(0, SINGLE_FRAME, (0,))
+        else:
+            spacing = planes[middle][0].spacing
+            choice = choose_among(candidates, [pixels[i] for i in candidates], middle, spacing)
+        chosen, frame = planes[choice.index]
+        image = build_label_image(chosen, frame, pixels[choice.index])
         image.study_date = chosen.study_date
+        image.slice_choice = choice.reason
         for member in remaining:
             entries[member.rel].outcome = CatalogOutcome.ACCEPTED
         entry = entries[chosen.rel]
         entry.outcome = CatalogOutcome.LABELLED
         entry.frame_index = frame
+        entry.slice_choice = choice.reason
         notes = [n for n in (entry.note, order_note, frame_note) if n]
         if len(remaining) < len(members):
-            notes.append("middle slice chosen among the decodable slices")
+            notes.append("slice chosen among the decodable slices")
         entry.note = "; ".join(notes)
         return image
     return None
