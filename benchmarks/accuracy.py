@@ -1,16 +1,21 @@
-"""Localization accuracy per strategy and data set.
+"""Localization accuracy per strategy and data family.
 
-Data sets:
-- ``real``: the real lumbar MRI in ``../shared/realdata/lumbar_mri_dev`` with its own template.
-- ``real-cross`` (``--cross-template``): every real case in turn as the template (its discs
-  placed midway between its vertebrae), all others as targets: 90 image pairs instead of 9.
-- ``synthetic``: generated phantoms (``labeling_pipeline.synthetic``) with exact truth,
-  including hard cases (strong curvature, tilt, vertebrae out of view).
+Data families:
+- ``real-dev`` / ``real-ivd``: the two real lumbar MRI sets in ``../shared/realdata``
+  (``lumbar_mri_dev``: water-fat MRI, one site; ``lumbar_mri_ivd``: T2 fast spin echo, another
+  site and scanner), each with its shipped template.
+- ``--cross-template``: every real image in turn as the template (labelled with its truth:
+  vertebrae, and discs from the truth or else midway between vertebrae) and every other image
+  as a target: ``dev x dev``, ``ivd x ivd``, ``dev -> ivd`` and ``ivd -> dev`` (another site's
+  template: the closest thing here to a new hospital's archive).
+- ``synthetic``: generated phantoms with exact truth, a mix with hard cases.
+- ``--families``: one row per hard family of ``labeling_pipeline.synthetic.families``
+  (contrast, field of view, size, pathology, six lumbar vertebrae), from the same template.
 
-Prints a table (share identified, share needs_review, share confidently wrong, mean error in
+Prints a table (counts and shares identified / needs_review / confidently wrong, mean error in
 mm, ms per image for the search alone) and writes it as markdown.
 
-    .venv/bin/python benchmarks/accuracy.py [--synthetic-count 40] [--cross-template]
+    .venv/bin/python benchmarks/accuracy.py [--cross-template] [--families all] [--strategies chain]
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from labeling_pipeline.features.feature_map import FeatureMap
 from labeling_pipeline.features.preprocess import PreparationSettings
 from labeling_pipeline.imaging.dicom import read_label_image
 from labeling_pipeline.imaging.image import LabelImage
-from labeling_pipeline.localization.evaluation import Summary, score_image, summarize
+from labeling_pipeline.localization.evaluation import Outcome, Summary, score_image, summarize
 from labeling_pipeline.localization.reference import ReferenceSettings, build_template_reference
 from labeling_pipeline.localization.search import STRATEGIES, SearchSettings, localize
 from labeling_pipeline.localization.template import (
@@ -38,10 +43,12 @@ from labeling_pipeline.localization.template import (
     load_template_landmarks,
     parse_template_landmarks,
 )
+from labeling_pipeline.synthetic.families import FAMILIES
 from labeling_pipeline.synthetic.sample_data import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DIR = REPO.parent / "shared" / "realdata" / "lumbar_mri_dev"
+REALDATA = REPO.parent / "shared" / "realdata"
+REAL_SETS = {"dev": REALDATA / "lumbar_mri_dev", "ivd": REALDATA / "lumbar_mri_ivd"}
 
 
 @dataclass
@@ -49,6 +56,7 @@ class Case:
     key: str
     image: LabelImage
     truth: dict[str, tuple[float, float]]  # vertebrae only, pixels
+    landmarks: dict[str, tuple[float, float, str]]  # every labelled landmark: x, y, kind
 
 
 @dataclass
@@ -65,10 +73,9 @@ def load_truth_dir(name: str, root: Path, template_dir: Path) -> DataSet:
     cases = []
     for entry in truth.values():
         image = read_label_image(root / entry["file"], entry.get("frame"))
-        vertebrae = {
-            n: (p["x"], p["y"]) for n, p in entry["landmarks"].items() if p["kind"] == "vertebra"
-        }
-        cases.append(Case(entry["file"], image, vertebrae))
+        marks = {n: (p["x"], p["y"], p["kind"]) for n, p in entry["landmarks"].items()}
+        vertebrae = {n: (x, y) for n, (x, y, kind) in marks.items() if kind == "vertebra"}
+        cases.append(Case(f"{name}:{entry['file']}", image, vertebrae, marks))
     return DataSet(
         name,
         read_label_image(template_dir / "template.dcm"),
@@ -77,31 +84,40 @@ def load_truth_dir(name: str, root: Path, template_dir: Path) -> DataSet:
     )
 
 
-def cross_templates(real: DataSet) -> list[DataSet]:
-    """Each real case as the template, labelled like the shipped one (discs midway)."""
-    sets = []
-    everyone = [*real.cases, Case("template", real.template_image, _vertebrae_of(real.template))]
-    for chosen in everyone:
-        names = sorted(chosen.truth, key=lambda n: chosen.truth[n][1])
-        landmarks = [
-            {"name": n, "kind": "vertebra", "x": chosen.truth[n][0], "y": chosen.truth[n][1]}
-            for n in names
-        ]
-        for upper, lower in zip(names, names[1:], strict=False):
-            (ux, uy), (lx, ly) = chosen.truth[upper], chosen.truth[lower]
-            landmarks.append(
-                {"name": f"{upper}-{lower}", "kind": "disc", "x": (ux + lx) / 2, "y": (uy + ly) / 2}
-            )
-        template = parse_template_landmarks(
-            {"region": real.template.region, "landmarks": landmarks}
+def template_case(data: DataSet) -> Case:
+    """The shipped template of a set as a case (so that it can be a target too)."""
+    marks = {lm.name: (lm.x, lm.y, lm.kind) for lm in data.template.landmarks}
+    vertebrae = {n: (x, y) for n, (x, y, kind) in marks.items() if kind == "vertebra"}
+    return Case(f"{data.name}:template", data.template_image, vertebrae, marks)
+
+
+def as_template(case: Case, region: str) -> TemplateLandmarks:
+    """A case labelled like a template: its vertebrae, and its discs where the truth has them,
+    else midway between neighbouring vertebrae (as a person would click them)."""
+    vertebrae = sorted(case.truth, key=lambda n: case.truth[n][1])
+    landmarks = [
+        {"name": n, "kind": "vertebra", "x": case.truth[n][0], "y": case.truth[n][1]}
+        for n in vertebrae
+    ]
+    discs = {n: (x, y) for n, (x, y, kind) in case.landmarks.items() if kind == "disc"}
+    for upper, lower in zip(vertebrae, vertebrae[1:], strict=False):
+        (ux, uy), (lx, ly) = case.truth[upper], case.truth[lower]
+        discs.setdefault(f"{upper}-{lower}", ((ux + lx) / 2, (uy + ly) / 2))
+    landmarks += [{"name": n, "kind": "disc", "x": x, "y": y} for n, (x, y) in discs.items()]
+    return parse_template_landmarks({"region": region, "landmarks": landmarks})
+
+
+def cross_templates(name: str, sources: list[Case], targets: list[Case], region: str):
+    """Each source case as the template for every target case other than itself."""
+    return [
+        DataSet(
+            name,
+            chosen.image,
+            as_template(chosen, region),
+            [c for c in targets if c is not chosen],
         )
-        others = [c for c in everyone if c is not chosen]
-        sets.append(DataSet("real-cross", chosen.image, template, others))
-    return sets
-
-
-def _vertebrae_of(template: TemplateLandmarks) -> dict[str, tuple[float, float]]:
-    return {lm.name: (lm.x, lm.y) for lm in template.landmarks if lm.kind == "vertebra"}
+        for chosen in sources
+    ]
 
 
 class FeatureCache:
@@ -131,7 +147,7 @@ def evaluate(
     cache: FeatureCache,
     reference_settings: ReferenceSettings,
     search_settings: SearchSettings,
-) -> tuple[Summary, float]:
+) -> tuple[list[Outcome], float]:
     outcomes, seconds, images = [], 0.0, 0
     for data in sets:
         domain = load_domain(data.template.region)
@@ -145,7 +161,40 @@ def evaluate(
             seconds += time.perf_counter() - start
             images += 1
             outcomes += score_image(case.key, results, case.truth, case.image.pixel_spacing_mm)
-    return summarize(outcomes), 1000 * seconds / max(images, 1)
+    return outcomes, 1000 * seconds / max(images, 1)
+
+
+def row(strategy: str, name: str, summary: Summary, ms: float) -> str:
+    n = summary.vertebrae
+
+    def count(share: float) -> str:
+        return f"{round(share * n)} ({share:.1%})"
+
+    return (
+        f"| {strategy} | {name} | {n} | {count(summary.identified)} "
+        f"| {count(summary.needs_review)} | {count(summary.confidently_wrong)} "
+        f"| {summary.ok_but_absent} | {summary.mean_error_mm:.2f} | {ms:.1f} |"
+    )
+
+
+def real_groups(cross: bool) -> dict[str, list[DataSet]]:
+    groups: dict[str, list[DataSet]] = {}
+    loaded = {}
+    for key, root in REAL_SETS.items():
+        if not root.is_dir():
+            print(f"note: {root} is absent; its rows are skipped", file=sys.stderr)
+            continue
+        loaded[key] = load_truth_dir(f"real-{key}", root, root / "template")
+        groups[f"real-{key}"] = [loaded[key]]
+    if cross:
+        everyone = {k: [*d.cases, template_case(d)] for k, d in loaded.items()}
+        for source, data in loaded.items():
+            for target in loaded:
+                name = f"{source} x {source}" if source == target else f"{source} -> {target}"
+                groups[name] = cross_templates(
+                    name, everyone[source], everyone[target], data.template.region
+                )
+    return groups
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic-count", type=int, default=40)
     parser.add_argument("--synthetic-seed", type=int, default=2026)
     parser.add_argument("--cross-template", action="store_true")
+    parser.add_argument(
+        "--families", default="", help=f"'all' or a comma list of {', '.join(FAMILIES)}"
+    )
+    parser.add_argument("--family-count", type=int, default=12, help="cases per family")
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--layers", default=None, help="feature layers, e.g. 1,2,3,4")
@@ -172,42 +225,39 @@ def main(argv: list[str] | None = None) -> int:
     layers = tuple(int(v) for v in args.layers.split(",")) if args.layers else None
     preparation = PreparationSettings(mm_per_pixel=args.mm_per_pixel)
     cache = FeatureCache(args.model, args.weights, preparation, layers)
-    groups: dict[str, list[DataSet]] = {}
-    if REAL_DIR.is_dir():
-        real = load_truth_dir("real", REAL_DIR, REAL_DIR / "template")
-        groups["real"] = [real]
-        if args.cross_template:
-            groups["real-cross"] = cross_templates(real)
-    else:
-        print(f"note: {REAL_DIR} is absent; real-data rows are skipped", file=sys.stderr)
+    groups = real_groups(args.cross_template)
+    families = FAMILIES if args.families == "all" else [f for f in args.families.split(",") if f]
     with tempfile.TemporaryDirectory() as tmp:
         if args.synthetic_count > 0:
-            build_dataset(Path(tmp), args.synthetic_count, args.synthetic_seed)
-            groups["synthetic"] = [load_truth_dir("synthetic", Path(tmp), Path(tmp) / "template")]
+            build_dataset(Path(tmp) / "mixed", args.synthetic_count, args.synthetic_seed)
+            groups["synthetic"] = [
+                load_truth_dir("synthetic", Path(tmp) / "mixed", Path(tmp) / "mixed" / "template")
+            ]
+        for family in families:
+            root = Path(tmp) / family
+            build_dataset(root, args.family_count, args.synthetic_seed, family=family)
+            groups[family] = [load_truth_dir(family, root, root / "template")]
         header = (
-            "| strategy | data set | vertebrae | identified | needs_review | confidently wrong "
+            "| strategy | data family | vertebrae | identified | needs_review | confidently wrong "
             "| ok but absent | mean error (mm) | search ms/image |"
         )
         lines = [header, "|" + "---|" * 9]
         print(header)
         for strategy in args.strategies.split(","):
+            search = SearchSettings(**{**args.search_settings, "strategy": strategy})
             for name, sets in groups.items():
-                search = SearchSettings(**{**args.search_settings, "strategy": strategy})
-                summary, ms = evaluate(
+                outcomes, ms = evaluate(
                     sets, cache, ReferenceSettings(**args.reference_settings), search
                 )
-                line = (
-                    f"| {strategy} | {name} | {summary.vertebrae} | {summary.identified:.1%} "
-                    f"| {summary.needs_review:.1%} | {summary.confidently_wrong:.1%} "
-                    f"| {summary.ok_but_absent} | {summary.mean_error_mm:.2f} | {ms:.1f} |"
-                )
+                line = row(strategy, name, summarize(outcomes), ms)
                 print(line, flush=True)
                 lines.append(line)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     model_line = (
         f"Feature model: `{args.model}` (layers {args.layers or 'default'}); synthetic: "
-        f"{args.synthetic_count} cases, seed {args.synthetic_seed}; reference settings "
-        f"{args.reference_settings}, search settings {args.search_settings}."
+        f"{args.synthetic_count} mixed cases and {args.family_count} per family, seed "
+        f"{args.synthetic_seed}; reference settings {args.reference_settings}, search settings "
+        f"{args.search_settings}."
     )
     args.markdown.write_text(
         "# Localization accuracy\n\n" + model_line + "\n\n" + "\n".join(lines) + "\n"

@@ -46,10 +46,6 @@ LABELLED_VERTEBRAE: tuple[str, ...] = ("T11", "T12", "L1", "L2", "L3", "L4", "L5
 LABELLED_DISCS: tuple[str, ...] = (
     "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1",
 )  # fmt: skip
-LANDMARK_ORDER: tuple[str, ...] = (
-    "T11", "T11-T12", "T12", "T12-L1", "L1", "L1-L2", "L2", "L2-L3", "L3", "L3-L4",
-    "L4", "L4-L5", "L5", "L5-S1", "S1",
-)  # fmt: skip
 
 # Body height / depth (antero-posterior) in mm for scale 1, after published adult means
 # (lumbar bodies 26-30 mm tall and 35-45 mm deep, lower thoracic a little smaller).
@@ -84,6 +80,31 @@ _SACRAL_REL_DEG = {
 # Wedge (posterior minus anterior height, mm): T12/L1 are slightly anteriorly wedged, L5 and S1
 # posteriorly.
 _WEDGE_MM = {"T11": 1.0, "T12": 1.5, "L1": 1.2, "L4": -0.5, "L5": -2.0, "S1": -3.0}
+
+
+def segment_names(lumbar_count: int = 5) -> tuple[str, ...]:
+    """Every segment drawn, top to bottom; six lumbar vertebrae add "L6" above the sacrum."""
+    if lumbar_count == 5:
+        return VERTEBRAE
+    split = VERTEBRAE.index("S1")
+    return (*VERTEBRAE[:split], "L6", *VERTEBRAE[split:])
+
+
+def labelled_vertebrae(lumbar_count: int = 5) -> tuple[str, ...]:
+    """Vertebrae reported in the ground truth for ``lumbar_count`` lumbar vertebrae."""
+    return tuple(n for n in segment_names(lumbar_count) if n in (*LABELLED_VERTEBRAE, "L6"))
+
+
+def labelled_discs(lumbar_count: int = 5) -> tuple[str, ...]:
+    """Discs reported in the ground truth, "<upper>-<lower>", top to bottom."""
+    names = labelled_vertebrae(lumbar_count)
+    return tuple(f"{a}-{b}" for a, b in zip(names, names[1:], strict=False))
+
+
+def _table(table: dict[str, float], name: str) -> float:
+    """Anatomy table lookup; the transitional "L6" is drawn like L5."""
+    return table["L5" if name == "L6" and name not in table else name]
+
 
 # Tissue classes of Phantom.tissue.
 TISSUE_AIR = 0
@@ -162,6 +183,28 @@ class PhantomParams:
     lateral_drift_mm: float = 0.0
     #: Draw the aorta (flow void) in front of the upper lumbar spine.
     show_aorta: bool = True
+    # --- Contrast beyond the T2 look (defaults keep the T2 fast spin echo appearance) ---
+    #: Fluid (CSF, bladder) signal relative to the T2 look (T1: ~0.2, dark fluid).
+    fluid_signal: float = 1.0
+    #: Disc signal relative to the T2 look (T1: ~0.45, discs dark).
+    disc_signal: float = 1.0
+    #: How much brighter the nucleus is than the annulus (1 = T2; 0 = uniform, as on T1).
+    nucleus_contrast: float = 1.0
+    # --- Pathology and anatomical variants (defaults: none) ---
+    #: Vertebra that slips anteriorly over the one below (spondylolisthesis), e.g. "L5" or "L4".
+    slip_level: str = ""
+    #: Anterior translation of ``slip_level`` and everything above it (mm).
+    slip_mm: float = 0.0
+    #: Vertebra with an anterior wedge compression fracture.
+    fracture_level: str = ""
+    #: Loss of anterior height of the fractured body (share of its height).
+    fracture_fraction: float = 0.0
+    #: Vertebra whose disc below is collapsed (degenerated, about 2-3 mm, dark).
+    collapsed_disc: str = ""
+    #: Out-of-plane (scoliotic) bow of the lumbar spine: largest lateral deviation (mm).
+    lateral_bow_mm: float = 0.0
+    #: Lumbar vertebrae: 5, or 6 (transitional anatomy, an extra "L6" above the sacrum).
+    lumbar_count: int = 5
 
     def __post_init__(self) -> None:
         if self.rows < 32 or self.cols < 32:
@@ -172,7 +215,24 @@ class PhantomParams:
             )
         if not 0.3 <= self.scale <= 2.0:
             raise ValueError(f"scale must be in [0.3, 2]: {self.scale}")
+        if self.lumbar_count not in (5, 6):
+            raise ValueError(f"lumbar_count must be 5 or 6: {self.lumbar_count}")
+        if not 0.0 <= self.fracture_fraction <= 0.6:
+            raise ValueError(f"fracture_fraction must be in [0, 0.6]: {self.fracture_fraction}")
+        names = segment_names(self.lumbar_count)
+        for label, level in (
+            ("slip_level", self.slip_level),
+            ("fracture_level", self.fracture_level),
+            ("collapsed_disc", self.collapsed_disc),
+        ):
+            if level and level not in names[: names.index("S1")]:
+                raise ValueError(f"{label} must name a mobile vertebra, got {level!r}")
         _check_missing(self.missing)
+
+    @property
+    def labelled_vertebrae(self) -> tuple[str, ...]:
+        """The vertebrae its ground truth reports (with "L6" for six lumbar vertebrae)."""
+        return labelled_vertebrae(self.lumbar_count)
 
 
 def _check_missing(missing: tuple[str, ...]) -> None:
@@ -360,29 +420,41 @@ def build_spine(params: PhantomParams) -> SpineGeometry:
     rng = np.random.default_rng([params.seed, 101])
     lordosis = params.lordosis * (1.6 if params.strong_curvature else 1.0)
     sacral_extra = params.sacral_angle_deg + (8.0 if params.strong_curvature else 0.0)
+    names = segment_names(params.lumbar_count)
+    # A sixth lumbar vertebra continues the lordosis below L5.
+    axis_deg = {**_AXIS_DEG, "L6": 14.0} if params.lumbar_count == 6 else _AXIS_DEG
     angles: dict[str, float] = {}
-    for name in VERTEBRAE:
-        if name in _AXIS_DEG:
-            base = _AXIS_DEG[name]
+    for name in names:
+        if name in axis_deg:
+            base = axis_deg[name]
             # Lordosis scales the curve about L4 (the apex), where the axis is vertical.
             angles[name] = lordosis * base + rng.normal(0.0, 1.2)
         else:
             rel = _SACRAL_REL_DEG[name] + sacral_extra
-            angles[name] = angles["L5"] + rel + rng.normal(0.0, 1.0)
+            angles[name] = angles[names[names.index("S1") - 1]] + rel + rng.normal(0.0, 1.0)
 
     segments: list[Segment] = []
     disc_gap: dict[str, float] = {}
     center = np.zeros(2)
-    for i, name in enumerate(VERTEBRAE):
+    for i, name in enumerate(names):
         jitter = 1.0 + rng.normal(0.0, 0.025)
-        height = _HEIGHT_MM[name] * params.scale * jitter
-        depth = _DEPTH_MM[name] * params.scale * (1.0 + rng.normal(0.0, 0.025))
+        height = _table(_HEIGHT_MM, name) * params.scale * jitter
+        depth = _table(_DEPTH_MM, name) * params.scale * (1.0 + rng.normal(0.0, 0.025))
+        wedge = _WEDGE_MM.get(name, 0.0) * params.scale
+        if name == params.fracture_level:
+            # Anterior wedge compression: the anterior wall loses that share of its height,
+            # the posterior wall keeps it.
+            full = height
+            height = full * (1.0 - 0.5 * params.fracture_fraction)
+            wedge = full * params.fracture_fraction
         angle = math.radians(angles[name])
         if i > 0:
             prev = segments[-1]
-            gap = _DISC_BELOW_MM[prev.name] * params.scale
+            gap = _table(_DISC_BELOW_MM, prev.name) * params.scale
             if not prev.name.startswith(("S", "Co")):
                 gap *= params.disc_height_factor * (1.0 + rng.normal(0.0, 0.06))
+            if prev.name == params.collapsed_disc:
+                gap = 2.5 * params.scale
             # A lordotic wedge closes the posterior side of the disc: keep >= 2 mm there.
             turn = abs(angle - prev.angle)
             gap = max(gap, 2.0 + 0.5 * min(depth, prev.depth) * math.sin(turn))
@@ -398,13 +470,23 @@ def build_spine(params: PhantomParams) -> SpineGeometry:
                 angle=angle,
                 height=height,
                 depth=depth,
-                wedge=_WEDGE_MM.get(name, 0.0) * params.scale,
+                wedge=wedge,
                 concavity=(0.4 if sacral else 0.9) * params.scale,
                 waist=(0.3 if sacral else 0.7) * params.scale,
                 corner=(2.5 if sacral else 3.5) * params.scale,
             )
         )
 
+    if params.slip_level and params.slip_mm:
+        # Spondylolisthesis: the slipping vertebra and everything above it move anteriorly
+        # (-normal) over the vertebra below.
+        below = segments[names.index(params.slip_level) + 1]
+        shift = -params.slip_mm * _normal(below.angle)
+        top = names.index(params.slip_level)
+        segments = [
+            replace(seg, center=seg.center + shift) if k <= top else seg
+            for k, seg in enumerate(segments)
+        ]
     # Origin at L3, then the global tilt about it.
     origin = next(seg.center for seg in segments if seg.name == "L3").copy()
     theta = math.radians(params.tilt_deg)
@@ -436,7 +518,7 @@ def build_spine(params: PhantomParams) -> SpineGeometry:
     trunk, trunk_s = _dense_line(
         mobile, -up / np.linalg.norm(up), down / np.linalg.norm(down), smooth_mm=40.0
     )
-    trunk_s = trunk_s - trunk_s[cKDTree(trunk).query(segments[VERTEBRAE.index("L3")].center)[1]]
+    trunk_s = trunk_s - trunk_s[cKDTree(trunk).query(segments[names.index("L3")].center)[1]]
     return SpineGeometry(
         segments=tuple(segments),
         discs=discs,
@@ -480,16 +562,17 @@ def _placement(params: PhantomParams, geo: SpineGeometry) -> tuple[float, float]
         return np.concatenate([geo.segment(n).corners()[:, 1] for n in names])
 
     if params.missing:
+        order = [seg.name for seg in geo.segments]
         names = set(params.missing)
         if "S1" in names:
             # Bottom edge just above the disc below the last kept vertebra.
-            lowest_missing = min(names - {"T11", "T12"}, key=VERTEBRAE.index)
-            kept = VERTEBRAE[VERTEBRAE.index(lowest_missing) - 1]
+            lowest_missing = min(names - {"T11", "T12"}, key=order.index)
+            kept = order[order.index(lowest_missing) - 1]
             edge_y = geo.disc(f"{kept}-{lowest_missing}").center[1] - 1.5
             r_edge = params.rows - 0.5  # bottom border of the image, in rows
             return c0, r_edge - edge_y / sy
-        highest = max(names - {"T11", "T12"}, key=VERTEBRAE.index)
-        kept = VERTEBRAE[VERTEBRAE.index(highest) + 1]
+        highest = max(names - {"T11", "T12"}, key=order.index)
+        kept = order[order.index(highest) + 1]
         edge_y = geo.disc(f"{highest}-{kept}").center[1] + 1.5
         return c0, -0.5 - edge_y / sy
 
@@ -585,9 +668,9 @@ class Phantom:
     (row spacing, column spacing). ``landmarks``: name -> (x, y, kind) in pixels, x = column,
     y = row, kind "vertebra" or "disc"; only landmarks inside the field of view (see the module
     docstring). ``tissue``: tissue class per pixel (``TISSUE_*``); ``vertebra_index``: 0 outside
-    bodies, else 1 + index into :data:`VERTEBRAE`. ``visibility``: fraction of each labelled
-    body that lies inside the image. ``lateral_offset_mm``: slice position off the mid-sagittal
-    plane (0 for the slice the truth is defined on).
+    bodies, else 1 + index into ``segment_names(params.lumbar_count)``. ``visibility``:
+    fraction of each labelled body that lies inside the image. ``lateral_offset_mm``: slice
+    position off the mid-sagittal plane (0 for the slice the truth is defined on).
     """
 
     pixels: np.ndarray
@@ -643,17 +726,19 @@ def _ground_truth(
     sy, sx = params.pixel_spacing_mm
     landmarks: dict[str, tuple[float, float, str]] = {}
     visibility: dict[str, float] = {}
-    for name in LABELLED_VERTEBRAE:
+    for name in labelled_vertebrae(params.lumbar_count):
         x, y, frac = _body_centroid(geo.segment(name), params, c0, r0)
         visibility[name] = frac
         if frac >= 0.5:
             landmarks[name] = (x, y, "vertebra")
-    for name in LABELLED_DISCS:
+    for name in labelled_discs(params.lumbar_count):
         cx, cy = geo.disc(name).center
         x, y = c0 + cx / sx, r0 + cy / sy
         if 1.5 <= x <= params.cols - 2.5 and 1.5 <= y <= params.rows - 2.5:
             landmarks[name] = (x, y, "disc")
-    ordered = {name: landmarks[name] for name in LANDMARK_ORDER if name in landmarks}
+    vertebrae, discs = labelled_vertebrae(params.lumbar_count), labelled_discs(params.lumbar_count)
+    order = [n for pair in zip(vertebrae, (*discs, ""), strict=True) for n in pair if n]
+    ordered = {name: landmarks[name] for name in order if name in landmarks}
     return ordered, visibility
 
 
@@ -746,7 +831,12 @@ def _render(
 
     def lateral_at(s_mm: Any) -> Any:
         """Distance (mm) of the spine's mid-plane from this slice at arc length ``s_mm``."""
-        return lateral_mm + params.lateral_drift_mm * (s_mm - s_l3) / 100.0
+        drift = lateral_mm + params.lateral_drift_mm * (s_mm - s_l3) / 100.0
+        if not params.lateral_bow_mm:
+            return drift
+        # Scoliosis seen sagittally: the lumbar spine bows out of the plane between T12 and S1.
+        t = np.clip((np.asarray(s_mm) - s_of["T12"]) / (s_of["S1"] - s_of["T12"]), 0.0, 1.0)
+        return drift + params.lateral_bow_mm * np.sin(np.pi * t)
 
     def lateral_factor(z: np.ndarray | float, half_width: float) -> np.ndarray | float:
         return np.sqrt(np.clip(1.0 - (np.asarray(z) / half_width) ** 2, 0.0, 1.0))
@@ -780,7 +870,7 @@ def _render(
         centre = s3.center - (50.0 + 15.0 * rng.random()) * _normal(s3.angle)
         r_ax = np.array([30.0, 22.0]) * (0.7 + 0.6 * rng.random())
         d = np.hypot((X - centre[0]) / r_ax[0], (Y - centre[1]) / r_ax[1])
-        canvas.paint(_soft((d - 1.0) * r_ax.min(), 1.5), 0.92, TISSUE_SOFT)
+        canvas.paint(_soft((d - 1.0) * r_ax.min(), 1.5), 0.92 * params.fluid_signal, TISSUE_SOFT)
 
     # Back: paraspinal muscle, intramuscular fat, subcutaneous fat, skin, air. The back's
     # surface follows the trunk axis, bulging at the buttocks below the sacrum.
@@ -852,7 +942,7 @@ def _render(
     canal_hi = canal_lo + canal_w
     dura = _band(n, canal_lo - 0.8, canal_hi + 1.2, edge) * (canal_w > 0.5)
     canvas.paint(dura, 0.12, TISSUE_CANAL)
-    csf_level = 1.0 * _soft(s - s_of["S2"], 3.0) + 0.55 * _soft(s_of["S2"] - s, 3.0)
+    csf_level = params.fluid_signal * _soft(s - s_of["S2"], 3.0) + 0.55 * _soft(s_of["S2"] - s, 3.0)
     csf = _band(n, canal_lo, canal_hi, edge) * (canal_w > 0.5)
     canvas.paint(csf, csf_level * (1.0 + 0.02 * texture(1.0)), TISSUE_CANAL)
     mid = 0.5 * (canal_lo + canal_hi)
@@ -889,11 +979,16 @@ def _render(
         hydration = 0.88 + 0.08 * rng.standard_normal()
         if disc.name in ("L5-S1", "L4-L5") and rng.random() < 0.3:
             hydration = 0.35 + 0.15 * rng.random()
+        if upper.name == params.collapsed_disc:
+            hydration = 0.3  # a collapsed disc is desiccated
         nucleus_w = 0.4 * disc.depth * depth_factor
         profile = np.exp(-((v_d / max(nucleus_w, 1e-3)) ** 4))
+        contrast = params.nucleus_contrast
+        profile = contrast * profile + (1.0 - contrast) * 0.35
         value = 0.2 + (min(hydration, 1.0) - 0.2) * profile
         if rng.random() < 0.35:  # intranuclear cleft
             value = value - 0.15 * hydration * profile * np.exp(-((u_d / 0.7) ** 2))
+        value = value * params.disc_signal
         canvas.paint(mask, value * (1.0 + 0.03 * texture(1.0)), TISSUE_DISC)
 
     # Vertebral bodies: dark cortical rim around textured marrow, basivertebral vein notch.
@@ -905,6 +1000,8 @@ def _render(
             continue
         sdf = seg.sdf(X, Y, depth_factor)
         level = 1.0 + 0.04 * rng.standard_normal()  # bodies look alike, not identical
+        if seg.name == params.fracture_level:
+            level *= 0.7 + 0.6 * params.fluid_signal  # marrow oedema: bright on T2, dark on T1
         sacral = seg.name.startswith(("S", "Co"))
         canvas.paint(_soft(sdf, edge), 0.22 if sacral else cortex, TISSUE_BODY)
         canvas.paint(_soft(sdf + 0.8 * params.scale, edge), marrow * level)

@@ -38,6 +38,7 @@ from labeling_pipeline.synthetic.dicom_writer import (
     write_series,
     write_single_frame,
 )
+from labeling_pipeline.synthetic.families import family_overrides
 from labeling_pipeline.synthetic.phantom import (
     Phantom,
     PhantomParams,
@@ -263,13 +264,16 @@ def build_dataset(
     hard_fraction: float = 0.25,
     slices: int = 5,
     size: int | None = None,
+    family: str | None = None,
 ) -> dict[str, Any]:
     """Write a generated test set: ``template/``, ``incoming/case_NNNN/...``, ``truth.json``.
 
     Case ``i`` uses ``layouts[i % len(layouts)]`` (series and multi-frame cases have ``slices``
     slices, 4 mm apart) and depends only on ``(seed, i)`` and the options. ``size`` resamples
     every case to ``size`` x ``size`` pixels over the same field of view (smaller, faster test
-    sets; spacing may then leave 0.6-1.2 mm). Returns the truth document.
+    sets; spacing may then leave 0.6-1.2 mm). ``family`` draws every case from one hard family
+    of :mod:`labeling_pipeline.synthetic.families` instead of the mixed default (then
+    ``hard_fraction`` is not used). Returns the truth document.
     """
     if count < 0:
         raise ValueError(f"count must be >= 0: {count}")
@@ -286,7 +290,12 @@ def build_dataset(
     for i in range(count):
         rng = np.random.default_rng([seed, i, 7])
         layout = layouts[i % len(layouts)]
-        params = random_params(rng, **_dataset_overrides(rng, hard_fraction))
+        overrides = (
+            family_overrides(family, rng)
+            if family is not None
+            else _dataset_overrides(rng, hard_fraction)
+        )
+        params = random_params(rng, **overrides)
         if size is not None:
             params = _resized(params, size)
         folder = f"incoming/case_{i:04d}"
