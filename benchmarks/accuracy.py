@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labeling_pipeline.anatomy import load_domain
+from labeling_pipeline.features.augment import CONTRAST_VARIANTS, contrast_variants
 from labeling_pipeline.features.compute import compute_feature_maps
 from labeling_pipeline.features.extractors import load_extractor
 from labeling_pipeline.features.feature_map import FeatureMap
@@ -133,6 +134,7 @@ class FeatureCache:
         self.extractor = load_extractor(model, weights, layers=layers)
         self.preparation = preparation
         self._maps: dict[int, FeatureMap] = {}
+        self._variant_maps: dict[tuple[int, tuple[str, ...]], list[FeatureMap]] = {}
 
     def get(self, image: LabelImage) -> FeatureMap:
         if id(image) not in self._maps:
@@ -141,18 +143,32 @@ class FeatureCache:
             ]
         return self._maps[id(image)]
 
+    def variants(self, image: LabelImage, names: tuple[str, ...]) -> list[FeatureMap]:
+        """Features of the contrast variants ``names`` of ``image`` (computed once each)."""
+        key = (id(image), names)
+        if key not in self._variant_maps:
+            self._variant_maps[key] = compute_feature_maps(
+                contrast_variants(image, names), self.extractor, self.preparation
+            )
+        return self._variant_maps[key]
+
 
 def evaluate(
     sets: list[DataSet],
     cache: FeatureCache,
     reference_settings: ReferenceSettings,
     search_settings: SearchSettings,
+    variants: tuple[str, ...] = (),
 ) -> tuple[list[Outcome], float]:
     outcomes, seconds, images = [], 0.0, 0
     for data in sets:
         domain = load_domain(data.template.region)
         reference = build_template_reference(
-            cache.get(data.template_image), data.template, domain, reference_settings
+            cache.get(data.template_image),
+            data.template,
+            domain,
+            reference_settings,
+            cache.variants(data.template_image, variants) if variants else (),
         )
         for case in data.cases:
             fmap = cache.get(case.image)
@@ -216,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--search-settings", type=json.loads, default={}, help='JSON, e.g. {"candidates": 6}'
     )
+    parser.add_argument(
+        "--contrast-variants",
+        default="",
+        help=f"template contrast variants averaged into the references, from "
+        f"{', '.join(CONTRAST_VARIANTS)} (measured: no gain; default none)",
+    )
     parser.add_argument("--mm-per-pixel", type=float, default=PreparationSettings().mm_per_pixel)
     parser.add_argument(
         "--markdown", type=Path, default=REPO / "benchmarks" / "results" / "accuracy.md"
@@ -226,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     preparation = PreparationSettings(mm_per_pixel=args.mm_per_pixel)
     cache = FeatureCache(args.model, args.weights, preparation, layers)
     groups = real_groups(args.cross_template)
+    variants = tuple(v for v in args.contrast_variants.split(",") if v)
     families = FAMILIES if args.families == "all" else [f for f in args.families.split(",") if f]
     with tempfile.TemporaryDirectory() as tmp:
         if args.synthetic_count > 0:
@@ -247,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             search = SearchSettings(**{**args.search_settings, "strategy": strategy})
             for name, sets in groups.items():
                 outcomes, ms = evaluate(
-                    sets, cache, ReferenceSettings(**args.reference_settings), search
+                    sets, cache, ReferenceSettings(**args.reference_settings), search, variants
                 )
                 line = row(strategy, name, summarize(outcomes), ms)
                 print(line, flush=True)
@@ -256,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     model_line = (
         f"Feature model: `{args.model}` (layers {args.layers or 'default'}); synthetic: "
         f"{args.synthetic_count} mixed cases and {args.family_count} per family, seed "
-        f"{args.synthetic_seed}; reference settings {args.reference_settings}, search settings "
-        f"{args.search_settings}."
+        f"{args.synthetic_seed}; template contrast variants {variants or 'none'}; reference "
+        f"settings {args.reference_settings}, search settings {args.search_settings}."
     )
     args.markdown.write_text(
         "# Localization accuracy\n\n" + model_line + "\n\n" + "\n".join(lines) + "\n"

@@ -71,6 +71,9 @@ class DomainKnowledge:
     pairs: dict[tuple[str, str], PairRange]  # (caudal, cranial) -> range
     max_turn_deg: float
     search_growth: SearchGrowth
+    # Vertebrae unlike their neighbours (the sacrum, C2): the count of levels is anchored on
+    # them, since the vertebrae between look alike.
+    anchors: tuple[str, ...] = ()
 
     def pair(self, first: str, second: str) -> PairRange | None:
         """The range between two adjacent vertebrae, in either order."""
@@ -143,6 +146,7 @@ def parse_domain(document: dict, source: str = "<domain>") -> DomainKnowledge:
             _finite(growth_doc["limit_mm"], "search_growth.limit_mm"),
         )
         max_turn = _finite(document["max_turn_deg"], "max_turn_deg")
+        anchors = tuple(str(n) for n in document.get("anchors", ()))
     except (KeyError, TypeError, IndexError, ValueError) as error:
         if isinstance(error, DomainError):
             raise DomainError(f"{source}: {error}") from None
@@ -159,7 +163,10 @@ def parse_domain(document: dict, source: str = "<domain>") -> DomainKnowledge:
             raise DomainError(f"{source}: disc {disc!r} lies between unknown vertebrae")
     if growth.step_mm <= 0 or growth.start_mm <= 0 or growth.limit_mm < growth.start_mm:
         raise DomainError(f"{source}: search_growth needs 0 < start <= limit and step > 0")
-    return DomainKnowledge(region, order, discs, first, box, pairs, max_turn, growth)
+    unknown = [n for n in anchors if n not in order]
+    if unknown:
+        raise DomainError(f"{source}: anchors {unknown} are not in 'order'")
+    return DomainKnowledge(region, order, discs, first, box, pairs, max_turn, growth, anchors)
 
 
 def load_domain(region: str, domain_dir: Path | None = None) -> DomainKnowledge:

@@ -13,6 +13,7 @@ Positions here are in template grid millimetres: feature-grid (x, y) times ``mm_
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,8 +133,14 @@ def build_template_reference(
     template: TemplateLandmarks,
     domain: DomainKnowledge,
     settings: ReferenceSettings | None = None,
+    variant_maps: Sequence[FeatureMap] = (),
 ) -> TemplateReference:
     """Reference features for every landmark of the template.
+
+    ``variant_maps`` are the features of contrast variants of the template image (same
+    geometry, :mod:`labeling_pipeline.features.augment`): each reference vector is then the
+    normalised mean over the template and its variants, which keeps what the contrasts share
+    (anatomy) and averages out what they do not.
 
     Raises ``TemplateError`` when the template's region differs from the domain's, a landmark
     is unknown to the domain, or a landmark lies outside the template image.
@@ -197,10 +204,18 @@ def build_template_reference(
         )
     kept = {ref.name for ref in references}
     chain = domain.ordered([n for n in [*vertebrae, *beyond] if n in kept])
+    stacks = [features]
+    for variant in variant_maps:
+        if variant.grid_shape != template_map.grid_shape:
+            raise TemplateError("a contrast variant's features are not on the template's grid")
+        stacks.append(np.asarray(variant.features, dtype=np.float32))
     vectors = np.zeros((len(lattice), features.shape[0]), dtype=np.float32)
     for (ix, iy), k in lattice.items():
-        vector = sample_bilinear(features, ix * step / mm, iy * step / mm)
-        vectors[k] = vector / max(float(np.linalg.norm(vector)), 1e-6)
+        total = np.zeros(features.shape[0], dtype=np.float32)
+        for stack in stacks:
+            vector = sample_bilinear(stack, ix * step / mm, iy * step / mm)
+            total += vector / max(float(np.linalg.norm(vector)), 1e-6)
+        vectors[k] = total / max(float(np.linalg.norm(total)), 1e-6)
     return TemplateReference(
         region=template.region,
         landmarks=references,

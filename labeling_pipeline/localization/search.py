@@ -22,6 +22,7 @@ millimetres (isotropic); results are reported in original image pixels.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -64,9 +65,17 @@ class SearchSettings:
     confidence_slope: float = 1.25
     confidence_offset: float = -2.65
     min_confidence: float = 0.25  # below 1:3 odds of being right, a person should look
-    framing_sigma_mm: float = 35.0  # studies of one protocol are framed like the template to
-    # within about one vertebral level (centre to centre ~35 mm); a weak prior against chains
-    # shifted by a level
+    # Optional prior that the image is framed like the template (mm, inf = none). Studies of
+    # one protocol are framed alike, but archives mix protocols and fields of view (T10 to the
+    # sacrum, L2 to S1), where such a prior shifts the whole chain by a level: off by default.
+    framing_sigma_mm: float = math.inf
+    # The count is anchored on unique levels (the domain's anchors, e.g. the sacrum): an anchor
+    # candidate scores by how much more it looks like the anchor than like its neighbour level,
+    # and the neighbour's candidates the other way round, times this weight.
+    anchor_weight: float = 2.0
+    # Vertebra size varies by +-20 % between people (and with pixel spacing errors): the chain
+    # is solved with the template's step lengths scaled by each of these factors, best kept.
+    scales: tuple[float, ...] = (0.82, 0.9, 1.0, 1.1, 1.22)
     disc_radius_fraction: float = 0.3  # disc search radius as a share of the vertebra step
 
 
@@ -214,6 +223,7 @@ class Localizer:
         self.settings = settings
         self.xs, self.ys = self.space.mm_grids()
         self.vertebrae = reference.vertebrae
+        self.diagnostics: dict[str, float | str] = {}  # how the chain was decided
 
     # ----- shared pieces ---------------------------------------------------------------
     def _first(self) -> str:
@@ -410,8 +420,41 @@ class Localizer:
         return _step(before.position, located[previous].position)[1]
 
     # ----- the globally consistent chain ---------------------------------------------------
-    def chain_solver(self) -> ChainSolver:
+    def _score_at(self, name: str, x_mm: float, y_mm: float) -> float:
+        """``name``'s score map at a position in grid mm (nearest search-grid cell)."""
+        scores = self.space.score_map(name)
+        x, y = self.space.from_mm(x_mm, y_mm)
+        row = min(max(int(round(y)), 0), scores.shape[0] - 1)
+        col = min(max(int(round(x)), 0), scores.shape[1] - 1)
+        return float(scores[row, col])
+
+    def _anchor_bonus(self, names: list[str], candidates) -> list[np.ndarray]:
+        """Per chain vertebra and candidate, the evidence that fixes the count at each anchor
+        (a level unlike its neighbours: the sacrum, C2) and at the level next to it: how much
+        more the candidate looks like its own level than like the adjacent one (S1 against L5
+        and L5 against S1). A chain shifted by one level loses it twice."""
+        bonus = [np.zeros(len(c)) for c in candidates]
+        weight = self.settings.anchor_weight * self.settings.similarity_weight
+        if not weight:
+            return bonus
+        for anchor in self.domain.anchors:
+            if anchor not in names:
+                continue
+            i = names.index(anchor)
+            for j in (i - 1, i + 1):
+                if not 0 <= j < len(names):
+                    continue
+                for own, other in ((i, j), (j, i)):
+                    for k, (x, y, score) in enumerate(candidates[own]):
+                        if math.isfinite(score):
+                            bonus[own][k] += weight * (score - self._score_at(names[other], x, y))
+        return bonus
+
+    def chain_solver(self, scale: float = 1.0) -> ChainSolver:
         """The chain problem of this image: candidates per chain vertebra and their scores."""
+        return ChainSolver(self, self._chain_problem(), scale)
+
+    def _chain_problem(self) -> ChainProblem:
         names = self.reference.chain
         s = self.settings
         candidates = [
@@ -429,13 +472,32 @@ class Localizer:
                 candidates[i] = candidates[i] + [
                     (x + tx, y + ty, math.nan) for x, y, v in candidates[i - 1] if math.isfinite(v)
                 ]
-        return ChainSolver(self, names, candidates, missing_unary, s.gap_fraction * typical)
+        return ChainProblem(
+            names,
+            candidates,
+            missing_unary,
+            s.gap_fraction * typical,
+            self._anchor_bonus(names, candidates),
+        )
 
     def chain(self) -> dict[str, Located]:
         s = self.settings
-        solver = self.chain_solver()
+        problem = self._chain_problem()
+        base = ChainSolver(self, problem)
+        solver, best = max(
+            ((solver, solver.best()) for solver in map(base.rescaled, s.scales or (1.0,))),
+            key=lambda pair: pair[1].score,
+        )
         names, candidates = solver.names, solver.candidates
-        best = solver.best()
+        self.diagnostics["scale"] = solver.scale
+        for anchor in self.domain.anchors:
+            if anchor in names:
+                i = names.index(anchor)
+                choice = best.assignment[i]
+                self.diagnostics["anchor"] = anchor
+                self.diagnostics["anchor_evidence"] = (
+                    math.nan if choice is None else float(problem.anchor_bonus[i][choice])
+                )
         located: dict[str, Located] = {}
         for i, name in enumerate(names):
             choice = best.assignment[i]
@@ -551,6 +613,18 @@ class Localizer:
 
 
 @dataclass
+class ChainProblem:
+    """Candidates (x_mm, y_mm, score; score NaN for a gap) per chain vertebra, caudal first,
+    the score of a vertebra out of view and of a gap, and each candidate's anchor evidence."""
+
+    names: list[str]
+    candidates: list[list[tuple[float, float, float]]]
+    missing_unary: float
+    gap_score: float
+    anchor_bonus: list[np.ndarray]
+
+
+@dataclass
 class ChainChoice:
     """An assignment of candidates (index, or None for missing) to the chain's vertebrae."""
 
@@ -563,10 +637,11 @@ class ChainSolver:
     so that the turn between consecutive steps is scored exactly. Vertebrae may be missing
     only at the ends of the chain (outside the field of view)."""
 
-    def __init__(
-        self, localizer: Localizer, names, candidates, missing_unary: float, gap_score: float
-    ):
+    def __init__(self, localizer: Localizer, problem: ChainProblem, scale: float = 1.0):
         s = localizer.settings
+        names, candidates = problem.names, problem.candidates
+        missing_unary, gap_score = problem.missing_unary, problem.gap_score
+        self.scale = scale
         self.names = names
         self.candidates = candidates
         self.template_vector = localizer._template_step_vector
@@ -580,20 +655,30 @@ class ChainSolver:
             np.array(
                 [
                     s.similarity_weight * (c[2] if math.isfinite(c[2]) else gap_score)
-                    - 0.5 * (math.dist(c[:2], expected) / s.framing_sigma_mm) ** 2
+                    - (
+                        0.5 * (math.dist(c[:2], expected) / s.framing_sigma_mm) ** 2
+                        if math.isfinite(s.framing_sigma_mm)
+                        else 0.0
+                    )
                     for c in cands
                 ],
                 dtype=np.float64,
             )
-            for cands, expected in zip(candidates, framing, strict=True)
+            + bonus
+            for cands, expected, bonus in zip(
+                candidates, framing, problem.anchor_bonus, strict=True
+            )
         ]
         self.points = [
             np.array([(c[0], c[1]) for c in cands], dtype=np.float64).reshape(-1, 2)
             for cands in candidates
         ]
-        # Pairwise log-priors (caudal i -> cranial i+1): -inf outside the domain's range.
-        self.pairwise: list[np.ndarray] = []
+        # Pairwise log-priors (caudal i -> cranial i+1): the angle's, -inf outside the domain's
+        # range; the distance's follows with the scale.
         self.angles: list[np.ndarray] = []
+        self._log_distance: list[np.ndarray] = []  # log(distance / template distance)
+        self._angle_prior: list[np.ndarray] = []
+        self._distance_sigma = s.distance_sigma
         for i in range(len(names) - 1):
             a, b = self.points[i], self.points[i + 1]
             dx = b[None, :, 0] - a[:, None, 0]
@@ -602,74 +687,103 @@ class ChainSolver:
             angle = np.degrees(np.arctan2(dx, -dy))
             pair = localizer.domain.pair(names[i], names[i + 1])
             t_distance, t_angle = localizer.reference.step(names[i], names[i + 1])
-            with np.errstate(divide="ignore"):
-                prior = (
-                    -0.5 * (np.log(np.maximum(distance, 1e-6) / t_distance) / s.distance_sigma) ** 2
-                )
-            prior -= 0.5 * (((angle - t_angle + 180) % 360 - 180) / s.angle_sigma_deg) ** 2
+            prior = -0.5 * (((angle - t_angle + 180) % 360 - 180) / s.angle_sigma_deg) ** 2
             inside = (
                 (distance >= pair.min_mm)
                 & (distance <= pair.max_mm)
                 & (angle >= pair.min_deg)
                 & (angle <= pair.max_deg)
             )
-            self.pairwise.append(np.where(inside, prior, -np.inf))
+            self._angle_prior.append(np.where(inside, prior, -np.inf))
+            self._log_distance.append(np.log(np.maximum(distance, 1e-6) / t_distance))
             self.angles.append(angle)
+        self.pairwise = self._pairwise(scale)
+        self._precompute()
 
-    def _solve(self, start: int, end: int, banned: tuple[int, int] | None) -> ChainChoice:
-        """Best chain over vertebrae start..end (inclusive), all present."""
-        unary = [u.copy() for u in self.unary]
-        if banned is not None:
-            unary[banned[0]][banned[1]] = -np.inf
-        # Vertebrae may be left out beyond an end only if they are out of view: one template
-        # step beyond the end candidate must fall outside the image (or within border_mm of
-        # its edge). That depends only on the end candidates, so it is exact to apply it here.
-        for end_index, beyond in ((start, start - 1), (end, end + 1)):
-            if not 0 <= beyond < len(self.names) or self.names[beyond] in self.optional:
-                continue
-            tx, ty = self.template_vector(self.names[end_index], self.names[beyond])
-            for j, (x, y) in enumerate(self.points[end_index]):
-                if self.inside(x + tx, y + ty):
-                    unary[end_index][j] = -np.inf
-        if start == end:
-            j = int(np.argmax(unary[start])) if len(unary[start]) else None
-            score = float(unary[start][j]) if j is not None else -np.inf
-            return ChainChoice(score, [j])
-        # state[k, j]: best score with vertebra i at candidate j and i-1 at candidate k.
-        state = unary[start][:, None] + self.pairwise[start] + unary[start + 1][None, :]
-        back: list[np.ndarray] = []
-        for i in range(start + 1, end):
+    def _pairwise(self, scale: float) -> list[np.ndarray]:
+        """Pairwise log-priors with the template's step lengths times ``scale``."""
+        shift = math.log(scale)
+        return [
+            angle_prior - 0.5 * ((log_distance - shift) / self._distance_sigma) ** 2
+            for angle_prior, log_distance in zip(self._angle_prior, self._log_distance, strict=True)
+        ]
+
+    def rescaled(self, scale: float) -> ChainSolver:
+        """The same problem with the template's step lengths times ``scale`` (the image's own
+        vertebra size): only the distance priors change."""
+        other = copy.copy(self)
+        other.scale = scale
+        other.pairwise = self._pairwise(scale)
+        return other
+
+    def _precompute(self) -> None:
+        """What every solve shares: turn priors between consecutive steps and, per vertebra
+        and side, which candidates may end the chain there."""
+        self.turn_priors: list[np.ndarray] = [np.zeros((0, 0, 0))]
+        for i in range(1, len(self.names) - 1):
             turn = self.angles[i][None, :, :] - self.angles[i - 1][:, :, None]  # (k, j, l)
             turn = (turn + 180) % 360 - 180
-            turn_prior = np.where(
-                np.abs(turn) <= self.turn_limit, -0.5 * (turn / self.turn_sigma) ** 2, -np.inf
+            self.turn_priors.append(
+                np.where(
+                    np.abs(turn) <= self.turn_limit, -0.5 * (turn / self.turn_sigma) ** 2, -np.inf
+                )
             )
-            total = state[:, :, None] + turn_prior + self.pairwise[i][None, :, :]
-            back.append(np.argmax(total, axis=0))  # best k for each (j, l)
-            state = np.max(total, axis=0) + unary[i + 1][None, :]
-        if state.size == 0:
-            return ChainChoice(-np.inf, [None] * (end - start + 1))
-        k, j = np.unravel_index(int(np.argmax(state)), state.shape)
-        score = float(state[k, j])
-        path = [int(j), int(k)]
-        for pointers in reversed(back):
-            path.append(int(pointers[path[-1], path[-2]]))
-        path.reverse()
-        return ChainChoice(score, path)
+        # Vertebrae may be left out beyond an end only if they are out of view: one template
+        # step beyond the end candidate must fall outside the image (or within border_mm of
+        # its edge). That depends only on the end candidates, so it is exact as a unary term.
+        self.end_penalty: dict[tuple[int, int], np.ndarray] = {}
+        for i in range(len(self.names)):
+            for beyond in (i - 1, i + 1):
+                penalty = np.zeros(len(self.points[i]))
+                if 0 <= beyond < len(self.names) and self.names[beyond] not in self.optional:
+                    tx, ty = self.template_vector(self.names[i], self.names[beyond])
+                    for j, (x, y) in enumerate(self.points[i]):
+                        if self.inside(x + tx, y + ty):
+                            penalty[j] = -np.inf
+                self.end_penalty[(i, beyond)] = penalty
 
     def _best(self, banned: tuple[int, int] | None = None) -> ChainChoice:
+        """Best chain over every run start..end of present vertebrae (the others out of
+        view): one forward pass per start scores every end at once."""
         n = len(self.names)
-        options = []
+        unary = self.unary
+        if banned is not None:
+            unary = [u.copy() for u in self.unary]
+            unary[banned[0]][banned[1]] = -np.inf
+        best_score, best_path = -math.inf, [None] * n
         for start in range(n):
-            for end in range(start, n):
-                part = self._solve(start, end, banned)
-                if not math.isfinite(part.score):
-                    continue
-                score = part.score + self.missing_unary * (n - (end - start + 1))
-                options.append(
-                    ChainChoice(score, [None] * start + part.assignment + [None] * (n - end - 1))
-                )
-        return max(options, key=lambda o: o.score, default=ChainChoice(-math.inf, [None] * n))
+            first = unary[start] + self.end_penalty[(start, start - 1)]
+            if not first.size:
+                continue
+            single = first + self.end_penalty[(start, start + 1)]
+            j = int(np.argmax(single))
+            score = float(single[j]) + self.missing_unary * (n - 1)
+            if score > best_score:
+                best_score, best_path = score, [None] * start + [j] + [None] * (n - start - 1)
+            # state[k, j]: best score with vertebra e at candidate j and e-1 at candidate k.
+            state: np.ndarray | None = None
+            back: list[np.ndarray] = []
+            for e in range(start + 1, n):
+                if state is None:
+                    state = first[:, None] + self.pairwise[start] + unary[e][None, :]
+                else:
+                    total = state[:, :, None] + self.turn_priors[e - 1] + self.pairwise[e - 1][None]
+                    back.append(np.argmax(total, axis=0))  # best k for each (j, l)
+                    state = np.max(total, axis=0) + unary[e][None, :]
+                if not state.size:
+                    break
+                ended = state + self.end_penalty[(e, e + 1)][None, :]
+                flat = int(np.argmax(ended))
+                score = float(ended.flat[flat]) + self.missing_unary * (n - (e - start + 1))
+                if score > best_score:
+                    k, j = np.unravel_index(flat, ended.shape)
+                    path = [int(j), int(k)]
+                    for pointers in reversed(back):
+                        path.append(int(pointers[path[-1], path[-2]]))
+                    path.reverse()
+                    best_score = score
+                    best_path = [None] * start + path + [None] * (n - e - 1)
+        return ChainChoice(best_score, best_path)
 
     def best(self) -> ChainChoice:
         return self._best()

@@ -424,3 +424,32 @@ def test_cervical_template_is_searched_from_c2_both_ways(strategy):
             if upper.found and lower.found:
                 pair = cervical.pair(lower.name, upper.name)
                 assert pair.min_mm <= upper.distance_to_previous_mm <= pair.max_mm, upper
+
+
+# --- framing, anchors and scale ------------------------------------------------------------------
+
+# A long field of view (T9 to the sacrum) whose spine sits lower than the template's: a prior
+# that images are framed like the template pulls the whole chain up by a level.
+LONG_LOW = fp.SpineLayout(rows=110, s1_mm=(112.0, 400.0), seed=4)
+# Bodies 22 % further apart than the template's (a tall person, or a pixel spacing error).
+LARGE = fp.SpineLayout(rows=90, spacing_mm=44.0, s1_mm=(112.0, 320.0), seed=6)
+
+
+def test_chain_counts_from_the_sacrum_wherever_the_spine_is_framed(reference, domain):
+    chain = outcomes_of(LONG_LOW, run(LONG_LOW, reference, domain))
+    assert all(o.outcome == IDENTIFIED for o in chain.values()), chain
+    # The framing prior of the first version shifts every label by one level here.
+    framed = outcomes_of(
+        LONG_LOW,
+        run(LONG_LOW, reference, domain, framing_sigma_mm=35.0, anchor_weight=0.0, scales=(1.0,)),
+    )
+    assert all(o.outcome == WRONG for o in framed.values()), framed
+
+
+def test_chain_records_the_sacrum_anchor_and_the_image_scale(reference, domain):
+    localizer = Localizer(fp.render(LARGE), reference, domain, SearchSettings())
+    located = localizer.run()
+    assert localizer.diagnostics["anchor"] == "S1"
+    assert localizer.diagnostics["anchor_evidence"] > 0  # S1 looks more like S1 than like L5
+    assert localizer.diagnostics["scale"] == pytest.approx(44.0 / 36.0, abs=0.05)
+    assert all(located[name].status == OK for name in ("L1", "L2", "L3", "L4", "L5"))
