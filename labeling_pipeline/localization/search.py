@@ -59,12 +59,16 @@ class SearchSettings:
     gap_fraction: float = 0.5  # an inner vertebra left as a gap scores this share of typical
     border_mm: float = 8.0  # a centre closer than this to the edge shows too little of the body
     # Confidence = logistic(slope * margin + offset), the margin being how much better the best
-    # chain scores than the best chain that places the vertebra elsewhere. Fitted (logistic
-    # regression of right/wrong on margin) on 40 generated phantoms, not on real images:
-    # benchmarks/accuracy.py's synthetic set, seed 2026.
-    confidence_slope: float = 1.25
-    confidence_offset: float = -2.65
-    min_confidence: float = 0.25  # below 1:3 odds of being right, a person should look
+    # chain scores than the best chain that places the vertebra elsewhere: the probability that
+    # the label is right. Fitted by benchmarks/calibrate_confidence.py (logistic regression,
+    # every data family weighted equally) on real template/target pairs (both real sets, every
+    # image as the template in turn, within and across the sets) and the hard synthetic
+    # families, not on easy phantoms alone.
+    confidence_slope: float = 1.03
+    confidence_offset: float = -0.20
+    # Below 3:1 odds of being right, a person should look: a wrong label marked ok poisons the
+    # dataset, a flagged one costs a reviewer a click.
+    min_confidence: float = 0.75
     # Optional prior that the image is framed like the template (mm, inf = none). Studies of
     # one protocol are framed alike, but archives mix protocols and fields of view (T10 to the
     # sacrum, L2 to S1), where such a prior shifts the whole chain by a level: off by default.
