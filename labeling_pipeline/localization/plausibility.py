@@ -26,7 +26,9 @@ class PlausibilitySettings:
     ``min_median_confidence``: the median confidence of those vertebrae."""
 
     min_chain: int = 3
-    min_median_confidence: float = 0.5
+    # Confidences are calibrated probabilities of being right (SearchSettings): a spine's chain
+    # is typically far above this, an image of something else far below.
+    min_median_confidence: float = 0.85
 
 
 def _longest_consistent_chain(

@@ -105,11 +105,17 @@ def test_non_finite_numbers_and_empty_ranges_are_refused(tmp_path, change, messa
         load_domain("lumbar", tmp_path)
 
 
-def test_extra_sections_such_as_anchors_are_accepted(tmp_path) -> None:
+def test_anchors_name_levels_of_the_order(tmp_path) -> None:
+    assert load_domain("lumbar").anchors == ("S1",)
+    assert load_domain("cervical").anchors == ("C2",)
     document = copy.deepcopy(packaged_document())
-    document["anchors"] = [{"name": "S1", "x": 0.5, "y": 0.8}]
+    del document["anchors"]  # optional: no anchor, the count rests on the levels' features
     (tmp_path / "lumbar.yaml").write_text(yaml.safe_dump(document))
-    assert load_domain("lumbar", tmp_path).region == "lumbar"
+    assert load_domain("lumbar", tmp_path).anchors == ()
+    document["anchors"] = ["S2"]
+    (tmp_path / "lumbar.yaml").write_text(yaml.safe_dump(document))
+    with pytest.raises(DomainError, match="anchors"):
+        load_domain("lumbar", tmp_path)
 
 
 # --- bad documents ----------------------------------------------------------------------------
