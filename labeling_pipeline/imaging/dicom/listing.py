@@ -22,6 +22,15 @@ def walk_files(root: Path) -> Iterator[Path]:
                 yield Path(directory) / name
 
 
+#: Names the pipeline itself keeps at the top of a source folder (the DICOMweb cache's record,
+#: its staging area for retrieves in progress and its lock): not input, so neither read nor
+#: catalogued.
+CACHE_STATE_NAME = ".dicomweb-state.json"
+CACHE_STAGING_NAME = ".staging"
+CACHE_LOCK_NAME = ".lock"
+PIPELINE_OWNED_NAMES = frozenset({CACHE_STATE_NAME, CACHE_STAGING_NAME, CACHE_LOCK_NAME})
+
+
 @dataclass(frozen=True)
 class TreeEntry:
     """One thing a scan finds: a file to read (``problem`` None), or a file or folder that is
@@ -59,6 +68,8 @@ def walk_tree(root: Path, boundary: Path) -> Iterator[TreeEntry]:
             return
         for name in names:
             path = directory / name
+            if directory == root and name in PIPELINE_OWNED_NAMES:
+                continue
             if name.startswith("."):
                 kind = "folder" if path.is_dir() else "file"
                 yield TreeEntry(path, RejectionReason.HIDDEN, f"hidden {kind}, not scanned")

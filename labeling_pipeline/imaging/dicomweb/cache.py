@@ -29,11 +29,16 @@ from pathlib import Path
 import pandas as pd
 
 from labeling_pipeline.atomic import atomic_write
+from labeling_pipeline.imaging.dicom.listing import (
+    CACHE_LOCK_NAME,
+    CACHE_STAGING_NAME,
+    CACHE_STATE_NAME,
+)
 from labeling_pipeline.imaging.dicomweb.enum import StudyStatus
 
-STATE_NAME = ".dicomweb-state.json"
-STAGING_NAME = ".staging"
-LOCK_NAME = ".lock"
+STATE_NAME = CACHE_STATE_NAME
+STAGING_NAME = CACHE_STAGING_NAME
+LOCK_NAME = CACHE_LOCK_NAME
 STATE_VERSION = 1
 
 
