@@ -9,7 +9,11 @@ import pytest
 
 from labeling_pipeline.defs.ingestion.assets import dicom_catalog
 from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
-from labeling_pipeline.defs.resources import IntermediateIOManager, PipelineResource
+from labeling_pipeline.defs.resources import (
+    CatalogIOManager,
+    IntermediateIOManager,
+    PipelineResource,
+)
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
 
@@ -27,6 +31,7 @@ def _catalog(env: SimpleNamespace) -> dg.ExecuteInProcessResult:
     resources = {
         "pipeline": env.pipeline,
         "io_manager": IntermediateIOManager(pipeline=env.pipeline),
+        "catalog_io_manager": CatalogIOManager(pipeline=env.pipeline),
     }
     result = dg.materialize(
         [dicom_catalog], instance=env.instance, resources=resources, run_config=QUIET
