@@ -29,6 +29,7 @@ EXPECTED_GRAPH = {
         {"label_dataset", "template_reference", "review_corrections"},
     ),
     "qa_report": ("curated", False, {"curated_labels", "template_reference"}),
+    "pacs_structured_reports": ("curated", True, {"curated_labels"}),
 }
 
 
@@ -82,6 +83,7 @@ def test_jobs_select_the_two_halves_of_the_graph() -> None:
         "vertebra_localization",
         "label_dataset",
         "curated_labels",
+        "pacs_structured_reports",
     }
     assert label.partitions_def is not None
     assert label.partitions_def.name == STUDIES_PARTITION_NAME

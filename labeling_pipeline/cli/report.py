@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+from labeling_pipeline.cli.pacs import SR_STORE_COUNTS
 from labeling_pipeline.cli.run import RunSummary
 
 
@@ -74,6 +75,15 @@ def format_summary(summary: RunSummary) -> str:
             lines.append(f"  FAILED {study.partition_key} (run {study.run_id}): {study.error}")
         for check in study.failed_checks:
             lines.append(f"  check {study.partition_key}: {check}")
+    sr_store = [s.sr_store for s in summary.studies if s.sr_store]
+    if sr_store:
+        total = {name: sum(c.get(name, 0) for c in sr_store) for name in SR_STORE_COUNTS}
+        lines.append(
+            f"SRs on server:    {total['stored']} stored, {total['already_stored']} already "
+            f"stored, {total['failed']} failed"
+            + (" (tried again next run)" if total["failed"] else "")
+            + f", {total['not_from_server']} images not from the server"
+        )
     if summary.qa_report_error:
         lines.append(f"QA report FAILED: {summary.qa_report_error}")
     elif summary.studies:

@@ -36,6 +36,7 @@ class StudyOutcome:
     failed_checks: list[str] = field(default_factory=list)
     checks_passed: int = 0
     warned_checks: list[str] = field(default_factory=list)  # WARN severity: worth a look
+    sr_store: dict[str, int] = field(default_factory=dict)  # SR write-back counts (cli/pacs.py)
 
 
 @dataclass
@@ -178,6 +179,7 @@ def run_pipeline(
     import dagster as dg
 
     from labeling_pipeline.atomic import sweep_interrupted_writes
+    from labeling_pipeline.cli.pacs import sr_store_counts
     from labeling_pipeline.definitions import defs
     from labeling_pipeline.defs.ingestion.assets import dicom_catalog
     from labeling_pipeline.defs.jobs import (
@@ -281,6 +283,7 @@ def run_pipeline(
                 )
                 current_run = ""
                 outcome = StudyOutcome(key, result.run_id, result.success)
+                outcome.sr_store = sr_store_counts(result)
                 if not result.success:
                     outcome.error = failure_text(result)
                 for evaluation in result.get_asset_check_evaluations():

@@ -41,6 +41,11 @@ def labelled_source(catalog: pd.DataFrame, sop_instance_uid: str) -> tuple[str, 
     return str(rows.iloc[0]["path"]), max(int(rows.iloc[0]["frame_index"]), 0)
 
 
+def sr_file(sr_dir: Path, sop_instance_uid: str) -> Path:
+    """Where the SR of one labelled image is written: ``sr/<image key>.dcm``."""
+    return Path(sr_dir) / f"{image_key(str(sop_instance_uid))}.dcm"
+
+
 @dataclass
 class CuratedPartition:
     """What :func:`publish_curated_partition` wrote for one partition."""
@@ -75,7 +80,7 @@ def publish_curated_partition(
     result = CuratedPartition(curated=curated, path=path)
     for sop, rows in curated.groupby("sop_instance_uid", sort=True):
         relative, frame = labelled_source(catalog, str(sop))
-        target = Path(sr_dir) / f"{image_key(str(sop))}.dcm"
+        target = sr_file(sr_dir, str(sop))
         result.sr_written += write_sr(target, Path(data_dir) / relative, rows, frame)
         result.sr_paths.append(target)
     return result

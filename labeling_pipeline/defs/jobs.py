@@ -12,7 +12,13 @@ import dagster as dg
 # loaded once per run, and the process recorded in the run's tags is the one that runs it.
 
 CATALOG_AND_TEMPLATE_ASSETS = ("dicom_catalog", "template_reference")
-LABEL_STUDY_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset", "curated_labels")
+LABEL_STUDY_ASSETS = (
+    "pixel_features",
+    "vertebra_localization",
+    "label_dataset",
+    "curated_labels",
+    "pacs_structured_reports",
+)
 
 catalog_and_template_job = dg.define_asset_job(
     name="catalog_and_template_job",
@@ -28,7 +34,8 @@ label_study_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*LABEL_STUDY_ASSETS),
     executor_def=dg.in_process_executor,
     description="Label one study: pixel features, vertebra localization, label dataset, "
-    "overlays, the curated labels with review decisions, SRs, and their checks.",
+    "overlays, the curated labels with review decisions, SRs (stored on the DICOMweb server "
+    "with LABELING_DICOMWEB_STORE=1), and their checks.",
 )
 
 qa_report_job = dg.define_asset_job(

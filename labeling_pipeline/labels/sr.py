@@ -14,14 +14,19 @@ modules into it so that a PACS files it with the study. It is therefore, with
 ``catalog.parquet``, the one output that holds patient identity; keep ``sr/`` where the images
 themselves may be kept.
 
-Its UIDs are derived from the source image and the landmark content, so writing the same
-labels again changes nothing and changed labels give a new SR instance in the same series.
+Its UIDs are derived here, and only here (:func:`sr_series_uid`, :func:`sr_instance_uid`):
+the series from the source image (every version of an image's labels shares one SR series), the
+instance from the source image and a digest of the labels (:func:`labels_content_digest`). So
+writing the same labels again changes nothing, changed labels give a new SR instance in the same
+series, and the copy stored on a PACS (``imaging/dicomweb/store.py`` sends this file as it is)
+has the UIDs of the file in ``sr/``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +43,8 @@ PRIVATE_SCHEME = "99LBLPIPE"
 SR_SERIES_NUMBER = 990
 MANUFACTURER = "labeling_pipeline"
 _UID_NAMESPACE = "labeling_pipeline.sr"
+_SERIES_NAMESPACE = "labeling_pipeline/sr-series/v1"
+_INSTANCE_NAMESPACE = "labeling_pipeline/sr-instance/v1"
 
 # SNOMED CT body structures of the vertebrae ("Bone structure of L1", ...).
 SNOMED_VERTEBRAE: dict[str, str] = {
@@ -92,11 +99,35 @@ def status_concept(status: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(status, PRIVATE_SCHEME, _STATUS_MEANINGS.get(status, status))
 
 
-def _content_digest(rows: pd.DataFrame) -> str:
-    text = "|".join(
-        f"{r.landmark},{r.kind},{r.x:.3f},{r.y:.3f},{r.status}" for r in rows.itertuples()
+def labels_content_digest(points: Iterable[tuple[str, float, float, str]]) -> str:
+    """sha256 of an image's labels as (landmark, x, y, status), x = column and y = row in
+    pixels, rounded to 1/100 pixel so that float noise does not count as a change (and in any
+    order: the same labels give the same digest)."""
+    canonical = sorted(f"{name}\0{x:.2f}\0{y:.2f}\0{status}" for name, x, y, status in points)
+    return hashlib.sha256("\n".join(canonical).encode("utf-8")).hexdigest()
+
+
+def rows_content_digest(rows: pd.DataFrame) -> str:
+    """:func:`labels_content_digest` of label or curated rows (``landmark, x, y, status``)."""
+    return labels_content_digest(
+        zip(
+            rows["landmark"].astype(str),
+            rows["x"].astype(float),
+            rows["y"].astype(float),
+            rows["status"].astype(str),
+            strict=True,
+        )
     )
-    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sr_series_uid(source_sop_instance_uid: str) -> str:
+    """The SR series of one labelled image (the same for every version of its labels)."""
+    return generate_uid(entropy_srcs=[_SERIES_NAMESPACE, source_sop_instance_uid])
+
+
+def sr_instance_uid(source_sop_instance_uid: str, content_digest: str) -> str:
+    """The SR instance of one labelled image with one content of labels."""
+    return generate_uid(entropy_srcs=[_INSTANCE_NAMESPACE, source_sop_instance_uid, content_digest])
 
 
 def build_sr(
@@ -151,15 +182,12 @@ def build_sr(
         procedure_reported=PROCEDURE,
         imaging_measurements=groups,
     )
-    digest = _content_digest(rows)
     return hd.sr.ComprehensiveSR(
         evidence=[source],
         content=report,
-        series_instance_uid=generate_uid(
-            entropy_srcs=[_UID_NAMESPACE, "series", source.SeriesInstanceUID]
-        ),
+        series_instance_uid=sr_series_uid(source.SOPInstanceUID),
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(entropy_srcs=[_UID_NAMESPACE, source.SOPInstanceUID, digest]),
+        sop_instance_uid=sr_instance_uid(source.SOPInstanceUID, rows_content_digest(rows)),
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=not (rows["status"] == "needs_review").any(),

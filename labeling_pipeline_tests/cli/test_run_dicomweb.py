@@ -13,6 +13,7 @@ import pytest
 
 from labeling_pipeline.cli import EXIT_OK, main
 from labeling_pipeline.imaging.dicomweb import StudyStatus, cache_root
+from labeling_pipeline_tests.imaging.dicomweb.helpers import settings_for
 from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
 
 pytestmark = pytest.mark.slow
@@ -73,6 +74,12 @@ def test_run_labels_server_studies_as_it_labels_the_folder(
     assert f"studies:          {len(STUDIES)} ({len(STUDIES)} labelled, 0 failed)" in out
     assert f"dicomweb:         {server.dicomweb_url} StudyDate " in out
     assert f"found {len(STUDIES)}, evicted 0, retrieved {len(STUDIES)}" in out
+    # Write-back is off by default: no SR was sent to the server.
+    assert "SRs on server" not in out
+    client = settings_for(
+        server, LABELING_DICOMWEB_USER="labeler", LABELING_DICOMWEB_PASSWORD=password
+    ).client()
+    assert client.search_for_instances(search_filters={"Modality": "SR"}) == []
 
     from_folder, from_server = _labels(tmp_path / "out_folder"), _labels(tmp_path / "out_pacs")
     assert len(from_server) == len(from_folder) > 0

@@ -11,7 +11,13 @@ from labeling_pipeline.corrections import (
     make_correction,
     read_corrections,
 )
-from labeling_pipeline.labels.sr import read_sr_landmarks, write_sr
+from labeling_pipeline.labels.sr import (
+    labels_content_digest,
+    read_sr_landmarks,
+    sr_instance_uid,
+    sr_series_uid,
+    write_sr,
+)
 
 
 def test_sr_holds_every_landmark_with_its_point_status_and_code(reviewable, tmp_path):
@@ -57,3 +63,12 @@ def test_sr_holds_every_landmark_with_its_point_status_and_code(reviewable, tmp_
     again = pydicom.dcmread(path)
     assert again.SOPInstanceUID != first_uid and again.SeriesInstanceUID == sr.SeriesInstanceUID
     assert again.CompletionFlag == "COMPLETE"
+
+
+def test_sr_uids_come_from_the_image_and_the_labels_content() -> None:
+    a = labels_content_digest([("L1", 10.0, 20.0, "ok"), ("L2", 11.0, 35.0, "needs_review")])
+    b = labels_content_digest([("L2", 11.000001, 35.0, "needs_review"), ("L1", 10.0, 20.0, "ok")])
+    assert a == b
+    assert a != labels_content_digest([("L1", 10.0, 20.0, "ok"), ("L2", 11.0, 35.0, "ok")])
+    assert sr_instance_uid("1.2.3", a) == sr_instance_uid("1.2.3", b) != sr_instance_uid("1.2.4", a)
+    assert sr_series_uid("1.2.3") == sr_series_uid("1.2.3") != sr_series_uid("1.2.4")

@@ -23,6 +23,7 @@ class FailureReason(StrEnum):
     SERVER_ERROR = "server_error"  # any other HTTP error
     INVALID_RESPONSE = "invalid_response"  # an answer that is not what DICOMweb promises
     CACHE_FULL = "cache_full"  # retrieved, but does not fit the cache even after eviction
+    SR_UNREADABLE = "sr_unreadable"  # the SR file to store is missing or broken (not sent)
 
 
 class StoreStatus(StrEnum):

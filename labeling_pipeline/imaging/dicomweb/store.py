@@ -1,23 +1,27 @@
 """STOW-RS write-back of DICOM SRs (one per labelled image), without piling up.
 
-An SR's UIDs are derived from what it describes: its series from the labelled image's
-SOPInstanceUID (all versions of an image's labels share one SR series), its instance from that
-and a digest of the labels' content. Storing unchanged labels again therefore finds the
-instance already on the server and sends nothing; changed labels add one new instance to the
-same series. Off unless ``LABELING_DICOMWEB_STORE=1``; the caller checks that setting.
+The SRs arrive with their UIDs already derived from what they describe (``labels/sr.py`` does
+that, the one place): the series from the labelled image, the instance from that and the
+labels' content. They are stored as they are, so the copy on the server and the file in ``sr/``
+agree on every UID. Storing unchanged labels again finds the instance already on the server and
+sends nothing; changed labels add one new instance to the same series. Only images the server
+holds are sent back (:func:`images_on_server`). Off unless ``LABELING_DICOMWEB_STORE=1``; the
+caller checks that setting.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
+import pydicom
 from dicomweb_client import DICOMwebClient
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
 
 from labeling_pipeline.imaging.dicomweb.enum import FailureReason, StoreStatus
 from labeling_pipeline.imaging.dicomweb.errors import DicomwebError, classify_error
@@ -25,36 +29,15 @@ from labeling_pipeline.imaging.dicomweb.query import search_pages
 
 logger = logging.getLogger(__name__)
 
-_SERIES_NAMESPACE = "labeling_pipeline/sr-series/v1"
-_INSTANCE_NAMESPACE = "labeling_pipeline/sr-instance/v1"
-
-
-def labels_content_digest(points: Iterable[tuple[str, float, float, str]]) -> str:
-    """sha256 of an image's labels as (landmark, x, y, status), x = column and y = row in
-    pixels, rounded to 1/100 pixel so that float noise does not count as a change."""
-    canonical = sorted(f"{name}\0{x:.2f}\0{y:.2f}\0{status}" for name, x, y, status in points)
-    return hashlib.sha256("\n".join(canonical).encode("utf-8")).hexdigest()
-
-
-def sr_series_uid(source_sop_instance_uid: str) -> str:
-    """The SR series of one labelled image (the same for every version of its labels)."""
-    return generate_uid(entropy_srcs=[_SERIES_NAMESPACE, source_sop_instance_uid])
-
-
-def sr_instance_uid(source_sop_instance_uid: str, content_digest: str) -> str:
-    """The SR instance of one labelled image with one content of labels."""
-    return generate_uid(entropy_srcs=[_INSTANCE_NAMESPACE, source_sop_instance_uid, content_digest])
+DICOMWEB_SOURCE = "dicomweb"
 
 
 @dataclass(frozen=True)
 class SrToStore:
-    """An SR describing the labels of one image (``source_*``: the labelled image's UIDs;
-    ``content_digest``: e.g. :func:`labels_content_digest` of its labels)."""
+    """The SR of one labelled image (``source_sop_instance_uid``), UIDs already derived."""
 
     dataset: Dataset
-    source_study_uid: str
     source_sop_instance_uid: str
-    content_digest: str
 
 
 @dataclass(frozen=True)
@@ -67,24 +50,45 @@ class StoreOutcome:
     message: str = ""
 
 
-def with_derived_uids(item: SrToStore, instance_number: int) -> Dataset:
-    """A copy of the SR with its study, series and instance UIDs set as derived above."""
-    if str(item.dataset.get("Modality", "")) != "SR":
+def store_counts(outcomes: Iterable[StoreOutcome]) -> dict[str, int]:
+    """How many SRs were stored, already stored, failed (every status, zeros included)."""
+    counted = Counter(outcome.status for outcome in outcomes)
+    return {status.value: counted.get(status, 0) for status in StoreStatus}
+
+
+def images_on_server(
+    catalog: pd.DataFrame, sop_instance_uids: Iterable[str], server_url: str
+) -> list[str]:
+    """Those of ``sop_instance_uids`` whose labelled file the catalog says came from the
+    server at ``server_url`` (source ``dicomweb``): the server holds their study, so an SR of
+    them belongs there. Images from the folders are not sent to a server that lacks them."""
+    if "server_url" not in catalog:  # a catalog made without a server
+        return []
+    wanted = set(map(str, sop_instance_uids))
+    rows = catalog[
+        (catalog["source"] == DICOMWEB_SOURCE)
+        & (catalog["server_url"] == server_url)
+        & (catalog["outcome"] == "labelled")
+        & catalog["sop_instance_uid"].isin(wanted)
+    ]
+    return sorted(set(rows["sop_instance_uid"].astype(str)))
+
+
+def check_sr(dataset: Dataset) -> None:
+    """Raise ValueError unless ``dataset`` is an SR with its three UIDs."""
+    if str(dataset.get("Modality", "")) != "SR":
         raise ValueError("only structured reports (Modality SR) are stored back")
-    dataset = copy.deepcopy(item.dataset)
-    dataset.StudyInstanceUID = item.source_study_uid
-    dataset.SeriesInstanceUID = sr_series_uid(item.source_sop_instance_uid)
-    dataset.SOPInstanceUID = sr_instance_uid(item.source_sop_instance_uid, item.content_digest)
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        if not str(dataset.get(keyword, "")):
+            raise ValueError(f"the SR has no {keyword}")
+
+
+def ready_to_send(dataset: Dataset, instance_number: int) -> Dataset:
+    """A copy of the SR numbered as the ``instance_number``-th version in its series; its UIDs
+    are left as they are."""
+    check_sr(dataset)
+    dataset = copy.deepcopy(dataset)
     dataset.InstanceNumber = instance_number
-    # A complete DICOM file (preamble, "DICM", meta): dicomweb-client sends the dataset as
-    # pydicom writes it, and servers keep and serve back the bytes they were given.
-    meta = getattr(dataset, "file_meta", None) or FileMetaDataset()
-    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
-    if not meta.get("TransferSyntaxUID"):
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset.file_meta = meta
-    dataset.preamble = b"\0" * 128
     return dataset
 
 
@@ -113,19 +117,24 @@ def store_structured_reports(
     client: DICOMwebClient, items: Iterable[SrToStore]
 ) -> list[StoreOutcome]:
     """STOW-RS each SR unless the server already holds it; a failure is recorded per SR and
-    does not stop the others."""
+    does not stop the others. Raises ValueError, before sending anything, when an item is not
+    an SR with its UIDs."""
+    items = list(items)
+    for item in items:
+        check_sr(item.dataset)
     outcomes = []
     for item in items:
-        series_uid = sr_series_uid(item.source_sop_instance_uid)
-        sop_uid = sr_instance_uid(item.source_sop_instance_uid, item.content_digest)
+        study_uid = str(item.dataset.get("StudyInstanceUID", ""))
+        series_uid = str(item.dataset.get("SeriesInstanceUID", ""))
+        sop_uid = str(item.dataset.get("SOPInstanceUID", ""))
         try:
-            existing = _instances_in_series(client, item.source_study_uid, series_uid)
+            existing = _instances_in_series(client, study_uid, series_uid)
             if sop_uid in existing:
                 status = StoreStatus.ALREADY_STORED
             else:
-                dataset = with_derived_uids(item, instance_number=len(existing) + 1)
+                dataset = ready_to_send(item.dataset, instance_number=len(existing) + 1)
                 try:
-                    response = client.store_instances([dataset], item.source_study_uid)
+                    response = client.store_instances([dataset], study_uid)
                 except Exception as error:  # noqa: BLE001
                     raise classify_error(error, "SR store") from error
                 if _failed_in_response(response, sop_uid):
@@ -144,3 +153,26 @@ def store_structured_reports(
         logger.info("SR for image %s: %s", item.source_sop_instance_uid, outcome.status)
         outcomes.append(outcome)
     return outcomes
+
+
+def store_sr_files(client: DICOMwebClient, sr_files: Mapping[str, Path]) -> list[StoreOutcome]:
+    """:func:`store_structured_reports` of SR files (labelled image's SOPInstanceUID -> the
+    file ``labels/sr.py`` wrote); a file that cannot be read is recorded as failed."""
+    items, outcomes = [], []
+    for source_sop, path in sorted(sr_files.items()):
+        try:
+            dataset = pydicom.dcmread(path)
+        except (OSError, pydicom.errors.InvalidDicomError) as error:
+            outcomes.append(
+                StoreOutcome(
+                    source_sop,
+                    "",
+                    "",
+                    StoreStatus.FAILED,
+                    FailureReason.SR_UNREADABLE,
+                    f"SR file unreadable ({type(error).__name__})",
+                )
+            )
+            continue
+        items.append(SrToStore(dataset, source_sop))
+    return outcomes + store_structured_reports(client, items)

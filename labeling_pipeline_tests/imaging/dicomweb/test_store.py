@@ -1,67 +1,82 @@
-"""STOW-RS of SRs against a real Orthanc: stored once, read back, a new instance per change."""
+"""STOW-RS of the label SRs against a real Orthanc: stored once as written, read back, a new
+instance per change, only for images the server holds."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pydicom
 import pytest
 
 from labeling_pipeline.imaging.dicomweb import (
     SrToStore,
     StoreStatus,
-    labels_content_digest,
-    sr_instance_uid,
-    sr_series_uid,
+    images_on_server,
+    store_counts,
+    store_sr_files,
     store_structured_reports,
 )
-from labeling_pipeline_tests.imaging.dicomweb.helpers import label_sr, settings_for, sr_points
+from labeling_pipeline.labels.sr import build_sr, read_sr_landmarks, sr_series_uid, write_sr
+from labeling_pipeline_tests.imaging.dicomweb.helpers import settings_for
 from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
 
 SOURCE = SAMPLE_DATA / "archive/2026-03/study_0102/IM0001.dcm"
+OTHER = SAMPLE_DATA / "archive/2026-04/study_0103/IM0001.dcm"
 
 
-def _item(source: pydicom.Dataset, points: dict[str, tuple[float, float]]) -> SrToStore:
-    digest = labels_content_digest((name, x, y, "ok") for name, (x, y) in points.items())
-    return SrToStore(
-        label_sr(source, points), source.StudyInstanceUID, source.SOPInstanceUID, digest
+def _rows(points: dict[str, tuple[float, float]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"landmark": name, "kind": "vertebra", "x": x, "y": y, "status": "ok"}
+            for name, (x, y) in points.items()
+        ]
     )
 
 
-def test_content_digest_ignores_order_and_float_noise() -> None:
-    a = labels_content_digest([("L1", 10.0, 20.0, "ok"), ("L2", 11.0, 35.0, "needs_review")])
-    b = labels_content_digest([("L2", 11.000001, 35.0, "needs_review"), ("L1", 10.0, 20.0, "ok")])
-    assert a == b
-    assert a != labels_content_digest([("L1", 10.0, 20.0, "ok"), ("L2", 11.0, 35.0, "ok")])
-    assert sr_instance_uid("1.2.3", a) == sr_instance_uid("1.2.3", b) != sr_instance_uid("1.2.4", a)
-    assert sr_series_uid("1.2.3") == sr_series_uid("1.2.3") != sr_series_uid("1.2.4")
+def _item(path: Path, points: dict[str, tuple[float, float]]) -> SrToStore:
+    source = pydicom.dcmread(path, stop_before_pixels=True)
+    return SrToStore(build_sr(source, _rows(points)), source.SOPInstanceUID)
 
 
 def test_only_structured_reports_are_stored(orthanc) -> None:
     source = pydicom.dcmread(SOURCE)
-    item = SrToStore(source, source.StudyInstanceUID, source.SOPInstanceUID, "d")
     with pytest.raises(ValueError, match="structured reports"):
-        store_structured_reports(settings_for(orthanc).client(), [item])
+        store_structured_reports(
+            settings_for(orthanc).client(), [SrToStore(source, source.SOPInstanceUID)]
+        )
 
 
-def test_srs_are_stored_once_and_changes_add_one_instance(orthanc, tmp_path: Path) -> None:
+def test_srs_are_stored_as_written_once_and_changes_add_one_instance(
+    orthanc, tmp_path: Path
+) -> None:
     client = settings_for(orthanc, LABELING_DICOMWEB_STORE="1").client()
-    source = pydicom.dcmread(SOURCE)
+    source = pydicom.dcmread(SOURCE, stop_before_pixels=True)
     points = {"L1": (129.8, 49.4), "L2": (127.5, 80.25)}
+    sr_file = tmp_path / "sr" / "image.dcm"
+    assert write_sr(sr_file, SOURCE, _rows(points))
+    written = pydicom.dcmread(sr_file)
 
-    (first,) = store_structured_reports(client, [_item(source, points)])
+    (first,) = store_sr_files(client, {source.SOPInstanceUID: sr_file})
     assert first.status == StoreStatus.STORED
+    # The stored SR is the written file: same UIDs, derived in labels/sr.py.
+    assert (first.series_uid, first.sop_instance_uid) == (
+        written.SeriesInstanceUID,
+        written.SOPInstanceUID,
+    )
     assert first.series_uid == sr_series_uid(source.SOPInstanceUID)
-    (again,) = store_structured_reports(client, [_item(source, points)])
+    (again,) = store_sr_files(client, {source.SOPInstanceUID: sr_file})
     assert (again.status, again.sop_instance_uid) == (
         StoreStatus.ALREADY_STORED,
         first.sop_instance_uid,
     )
 
     moved = dict(points, L2=(127.5, 84.0))
-    (changed,) = store_structured_reports(client, [_item(source, moved)])
+    assert write_sr(sr_file, SOURCE, _rows(moved))
+    (changed,) = store_sr_files(client, {source.SOPInstanceUID: sr_file})
     assert changed.status == StoreStatus.STORED
     assert changed.series_uid == first.series_uid
+    assert changed.sop_instance_uid == pydicom.dcmread(sr_file).SOPInstanceUID
     assert changed.sop_instance_uid != first.sop_instance_uid
 
     # QIDO lists both versions in the one SR series of the image; WADO gives the points back.
@@ -73,23 +88,40 @@ def test_srs_are_stored_once_and_changes_add_one_instance(orthanc, tmp_path: Pat
     stored = client.retrieve_instance(
         source.StudyInstanceUID, first.series_uid, changed.sop_instance_uid
     )
-    assert sr_points(stored) == {k: pytest.approx(v, abs=1e-4) for k, v in moved.items()}  # FL
-    assert stored.Modality == "SR"
-    assert (
-        stored.ContentSequence[0]
-        .ContentSequence[0]
-        .ReferencedSOPSequence[0]
-        .ReferencedSOPInstanceUID
-        == source.SOPInstanceUID
-    )
+    stored.save_as(tmp_path / "back.dcm", enforce_file_format=True)
+    landmarks = read_sr_landmarks(tmp_path / "back.dcm")
+    assert {lm.name: (lm.x, lm.y) for lm in landmarks} == {
+        k: pytest.approx(v, abs=1e-3) for k, v in moved.items()
+    }
+    assert {lm.referenced_sop_instance_uid for lm in landmarks} == {source.SOPInstanceUID}
+    assert stored.Modality == "SR" and stored.StudyInstanceUID == source.StudyInstanceUID
 
 
-def test_a_failed_store_is_recorded_and_the_others_go_on(orthanc) -> None:
+def test_a_failed_store_is_recorded_and_the_others_go_on(orthanc, tmp_path: Path) -> None:
     client = settings_for(orthanc).client()
-    source = pydicom.dcmread(SOURCE)
-    other = pydicom.dcmread(SAMPLE_DATA / "archive/2026-04/study_0103/IM0001.dcm")
-    broken = _item(source, {"L1": (1.0, 2.0)})
-    broken = SrToStore(broken.dataset, "not-a-uid", broken.source_sop_instance_uid, "x")
-    outcomes = store_structured_reports(client, [broken, _item(other, {"L1": (3.0, 4.0)})])
-    assert [o.status for o in outcomes] == [StoreStatus.FAILED, StoreStatus.STORED]
-    assert outcomes[0].reason
+    broken = _item(SOURCE, {"L1": (1.0, 2.0)})
+    broken.dataset.StudyInstanceUID = "not-a-uid"
+    missing = tmp_path / "missing.dcm"
+    outcomes = store_structured_reports(client, [broken, _item(OTHER, {"L1": (3.0, 4.0)})])
+    outcomes += store_sr_files(client, {"1.2.3": missing})
+    assert [o.status for o in outcomes] == [
+        StoreStatus.FAILED,
+        StoreStatus.STORED,
+        StoreStatus.FAILED,
+    ]
+    assert outcomes[0].reason and outcomes[2].reason == "sr_unreadable"
+    assert store_counts(outcomes) == {"stored": 1, "already_stored": 0, "failed": 2}
+
+
+def test_only_images_the_server_holds_are_sent_back() -> None:
+    url = "http://127.0.0.1:8042/dicom-web"
+    catalog = pd.DataFrame(
+        {
+            "sop_instance_uid": ["1.1", "1.2", "1.3", "1.4", "1.5"],
+            "source": ["dicomweb", "incoming", "dicomweb", "dicomweb", "archive"],
+            "server_url": [url, "", "http://other/dicom-web", url, ""],
+            "outcome": ["labelled", "labelled", "labelled", "accepted", "labelled"],
+        }
+    )
+    assert images_on_server(catalog, ["1.1", "1.2", "1.3", "1.4", "1.5"], url) == ["1.1"]
+    assert images_on_server(catalog.drop(columns="server_url"), ["1.1"], url) == []
