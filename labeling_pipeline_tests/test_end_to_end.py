@@ -2,7 +2,8 @@
 checks and overlays, with the bundled EfficientNet-Lite0 on CPU.
 
 Three small phantoms (a single frame, a 5-slice series, a 5-frame file) and one file that is
-not DICOM; each study is materialized as its own partition, as ``labeling-pipeline run`` does.
+not DICOM; the three studies are labelled in one batched run (a range of partition keys), as
+``labeling-pipeline run`` and backfills do.
 """
 
 import json
@@ -17,15 +18,13 @@ import pandas as pd
 import pydicom
 import pytest
 
-from labeling_pipeline.defs.features.assets import pixel_features
 from labeling_pipeline.defs.ingestion.assets import dicom_catalog
-from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
-from labeling_pipeline.defs.labels.assets import label_dataset
+from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME, range_tags
+from labeling_pipeline.defs.labels.assets import label_studies
 from labeling_pipeline.defs.labels.checks import (
     landmark_spacing_within_domain,
     one_row_per_landmark,
 )
-from labeling_pipeline.defs.localization.assets import vertebra_localization
 from labeling_pipeline.defs.resources import (
     CatalogIOManager,
     FeatureModelResource,
@@ -43,15 +42,13 @@ pytestmark = pytest.mark.slow
 
 ALL = [
     dicom_catalog,
-    pixel_features,
     template_reference,
-    vertebra_localization,
-    label_dataset,
+    label_studies,
     landmark_spacing_within_domain,
     one_row_per_landmark,
 ]
 PREPARE = [dicom_catalog, template_reference]
-LABEL = [pixel_features, vertebra_localization, label_dataset]
+LABEL = [label_studies, landmark_spacing_within_domain, one_row_per_landmark]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SEED = 2  # a seed whose three phantoms are all well inside the template's variation
 
@@ -79,17 +76,14 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
             ALL, instance=instance, resources=resources, selection=PREPARE, run_config=QUIET
         )
         keys = instance.get_dynamic_partitions(STUDIES_PARTITION_NAME)
-        results = {
-            key: dg.materialize(
-                ALL,
-                instance=instance,
-                resources=resources,
-                partition_key=key,
-                selection=LABEL,
-                run_config=QUIET,
-            )
-            for key in keys
-        }
+        batch = dg.materialize(
+            ALL,
+            instance=instance,
+            resources=resources,
+            selection=LABEL,
+            run_config=QUIET,
+            tags=range_tags(keys),
+        )
         # A series may be labelled on another slice than the one its truth was drawn on: match
         # the truth to the labelled images by series.
         catalog = pd.read_parquet(output / "catalog.parquet")
@@ -106,7 +100,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
             resources=resources,
             prepare=prepare,
             keys=keys,
-            results=results,
+            batch=batch,
         )
 
 
@@ -121,7 +115,7 @@ def _input_files(data: Path) -> list[str]:
 def test_every_run_succeeds(run: SimpleNamespace) -> None:
     assert run.prepare.success
     assert len(run.keys) == 3
-    assert all(result.success for result in run.results.values())
+    assert run.batch.success
 
 
 def test_catalog_lists_every_file_with_its_outcome(run: SimpleNamespace) -> None:
@@ -164,13 +158,36 @@ def test_located_landmarks_are_near_the_truth(run: SimpleNamespace) -> None:
 
 
 def test_label_checks_pass_for_every_study(run: SimpleNamespace) -> None:
-    for key, result in run.results.items():
-        evaluations = result.get_asset_check_evaluations()
-        assert {e.check_name for e in evaluations} == {
-            "landmark_spacing_within_domain",
-            "one_row_per_landmark",
-        }, key
-        assert all(e.passed for e in evaluations), [(key, e.description) for e in evaluations]
+    evaluations = run.batch.get_asset_check_evaluations()
+    assert {e.check_name for e in evaluations} == {
+        "landmark_spacing_within_domain",
+        "one_row_per_landmark",
+    }
+    assert all(e.passed for e in evaluations), [e.description for e in evaluations]
+    for evaluation in evaluations:
+        assert evaluation.metadata["studies_checked"].value == len(run.keys)
+        assert evaluation.metadata["studies"].value == {}
+
+
+def test_one_run_labels_the_batch_with_metadata_per_study(run: SimpleNamespace) -> None:
+    events = [
+        e
+        for e in run.batch.asset_materializations_for_node("label_studies")
+        if e.asset_key == dg.AssetKey("label_dataset")
+    ]
+    assert sorted(e.partition for e in events) == sorted(run.keys)  # one per study
+    studies = events[0].metadata["studies"].value
+    assert sorted(studies) == sorted(run.keys)
+    assert sum(s["images"] for s in studies.values()) == len(run.truth)
+    catalog = pd.read_parquet(run.output / "catalog.parquet")
+    for key, study in studies.items():
+        assert study["images"] == int((catalog["partition_key"] == key).sum()) - int(
+            ((catalog["partition_key"] == key) & (catalog["outcome"] != "labelled")).sum()
+        )
+    # Values stay in the files the assets write: nothing pickled for the study assets.
+    pickled = run.output / ".dagster_io"
+    names = {p.name for p in pickled.iterdir()} if pickled.is_dir() else set()
+    assert not names & {"pixel_features", "vertebra_localization", "label_dataset"}
 
 
 def test_overlays_and_features_are_written(run: SimpleNamespace) -> None:
@@ -220,9 +237,14 @@ def test_rerunning_a_study_reuses_features_and_rewrites_identical_labels(
         run_config=QUIET,
     )
     assert again.success
-    [features_event] = again.asset_materializations_for_node("pixel_features")
+    [features_event] = [
+        e
+        for e in again.asset_materializations_for_node("label_studies")
+        if e.asset_key == dg.AssetKey("pixel_features")
+    ]
+    assert features_event.partition == key
     assert features_event.metadata["computed"].value == 0
-    assert features_event.metadata["reused"].value == features_event.metadata["images"].value
+    assert features_event.metadata["reused"].value == features_event.metadata["images_in_run"].value
     assert labels_file.read_bytes() == before
     assert json.loads(json.dumps(sorted(os.listdir(run.output / "labels")))) == sorted(
         f"{k}.parquet" for k in run.keys

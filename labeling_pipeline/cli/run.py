@@ -1,5 +1,6 @@
-"""The run loop: catalogue and template first, then one ``label_study_job`` run per study,
-then the outputs of images no longer labelled removed.
+"""The run loop: catalogue and template first, then one ``label_study_job`` run per batch of
+studies (up to ``STUDIES_PER_RUN``, a contiguous range of partition keys), then the outputs of
+images no longer labelled removed.
 
 A SIGINT or SIGTERM ends the whole command, not only the current study: the run in progress is
 marked failed (Dagster does that when its step is interrupted), no further study is started,
@@ -166,7 +167,8 @@ def run_pipeline(
     dagster_home: Path | None = None,
 ) -> RunSummary:
     """Catalogue the data directory, build the template reference, then label each study
-    (every study with an image to label, or only ``partitions``), one Dagster run per study.
+    (every study with an image to label, or only ``partitions``), one Dagster run per batch of
+    studies (the model is loaded once; a study's images go through it with the batch's).
 
     ``paths`` are exported as ``LABELING_DATA_DIR`` / ``LABELING_OUTPUT_DIR`` so that the
     resources of the code location read them. A study whose run fails does not stop the others;
@@ -182,6 +184,12 @@ def run_pipeline(
     from labeling_pipeline.cli.pacs import sr_store_counts
     from labeling_pipeline.definitions import defs
     from labeling_pipeline.defs.ingestion.assets import dicom_catalog
+    from labeling_pipeline.defs.ingestion.partitions import (
+        STUDIES_PARTITION_NAME,
+        STUDIES_PER_RUN,
+        contiguous_batches,
+        range_tags,
+    )
     from labeling_pipeline.defs.jobs import (
         catalog_and_template_job,
         label_study_job,
@@ -272,36 +280,46 @@ def run_pipeline(
                 pinned_input_tag(template_reference.key): prepare.run_id,
             }
             label_job = defs.resolve_job_def(label_study_job.name)
-            for key in keys:
-                current_run = key
+            ordered = list(instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
+            queue = contiguous_batches(ordered, keys, STUDIES_PER_RUN)
+            while queue:
+                batch = queue.pop(0)
+                current_run = batch[0]
+                batch_tags = {**label_tags, **range_tags(batch)}
+                if len(batch) == 1:
+                    batch_tags = {**label_tags, "dagster/partition": batch[0]}
                 result = label_job.execute_in_process(
                     instance=instance,
-                    partition_key=key,
+                    partition_key=batch[0] if len(batch) == 1 else None,
                     raise_on_error=False,
                     run_config=run_config,
-                    tags=label_tags,
+                    tags=batch_tags,
                 )
                 current_run = ""
-                outcome = StudyOutcome(key, result.run_id, result.success)
-                outcome.sr_store = sr_store_counts(result)
-                if not result.success:
-                    outcome.error = failure_text(result)
-                for evaluation in result.get_asset_check_evaluations():
-                    if evaluation.passed:
-                        outcome.checks_passed += 1
-                    elif evaluation.severity == dg.AssetCheckSeverity.WARN:
-                        text = evaluation.description or "warning"
-                        outcome.warned_checks.append(f"{evaluation.check_name}: {text}")
-                    else:
-                        text = evaluation.description or "failed"
-                        outcome.failed_checks.append(f"{evaluation.check_name}: {text}")
-                summary.studies.append(outcome)
-                frames.append(read_labels_partition(paths.labels_dir, key))
+                named = failed_studies(result)
+                if not result.success and named and set(named) < set(batch):
+                    # The batch is materialized as a whole: label its other studies again (their
+                    # features are reused) in runs of their own, and report the named ones.
+                    rest = [key for key in batch if key not in named]
+                    queue[:0] = contiguous_batches(ordered, rest, STUDIES_PER_RUN)
+                    outcomes = [
+                        StudyOutcome(key, result.run_id, False, named[key]) for key in named
+                    ]
+                    summary.studies.extend(outcomes)
+                    batch = list(named)
+                else:
+                    outcomes = _batch_outcomes(batch, result, dg)
+                    summary.studies.extend(outcomes)
+                # The batch's SR write-back counts, once (on its first study): totals add up.
+                outcomes[0].sr_store = sr_store_counts(result)
+                for key in batch:
+                    frames.append(read_labels_partition(paths.labels_dir, key))
                 if watch.pending():
                     summary.interrupted_by = watch.pending()
                     _finish_interrupted_run(instance, result.run_id, summary.interrupted_by)
-                    outcome.success = False
-                    outcome.error = outcome.error or "interrupted"
+                    for outcome in outcomes:
+                        outcome.success = False
+                        outcome.error = outcome.error or "interrupted"
                     return _finished(summary, frames, started, keys)
             if keys:
                 report = defs.resolve_job_def(qa_report_job.name).execute_in_process(
@@ -331,6 +349,44 @@ def run_pipeline(
                 for run in instance.get_runs(limit=1):
                     _finish_interrupted_run(instance, run.run_id, interruption.signum)
     return _finished(summary, frames, started, keys)
+
+
+def failed_studies(result) -> dict[str, str]:
+    """The studies a failed batch run names as failed (partition key -> why), from its step
+    failure's ``failed_studies`` metadata ({} when the run failed otherwise)."""
+    named: dict[str, str] = {}
+    for event in result.get_step_failure_events():
+        failure = event.step_failure_data.user_failure_data
+        value = failure.metadata.get("failed_studies") if failure is not None else None
+        if value is not None:
+            named.update({str(k): str(v) for k, v in dict(value.value).items()})
+    return named
+
+
+def _batch_outcomes(batch: list[str], result, dg) -> list[StudyOutcome]:
+    """Each study's outcome from the run that labelled its batch: the run's success, and the
+    checks as they went for that study (batch check results name the studies that did not
+    pass in their ``studies`` metadata)."""
+    outcomes = {key: StudyOutcome(key, result.run_id, result.success) for key in batch}
+    if not result.success:
+        error = failure_text(result)
+        for outcome in outcomes.values():
+            outcome.error = error
+    for evaluation in result.get_asset_check_evaluations():
+        named = evaluation.metadata.get("studies")
+        not_passed = (
+            set(named.value) if named is not None else (set() if evaluation.passed else set(batch))
+        )
+        for key, outcome in outcomes.items():
+            if key not in not_passed:
+                outcome.checks_passed += 1
+                continue
+            text = (named.value.get(key) if named is not None else evaluation.description) or ""
+            if evaluation.severity == dg.AssetCheckSeverity.WARN:
+                outcome.warned_checks.append(f"{evaluation.check_name}: {text or 'warning'}")
+            else:
+                outcome.failed_checks.append(f"{evaluation.check_name}: {text or 'failed'}")
+    return list(outcomes.values())
 
 
 def _finished(

@@ -181,3 +181,11 @@ def read_curated(curated_dir: Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame(columns=[*CONTRACT_COLUMNS, *CURATED_COLUMNS_ADDED])
     return pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+
+
+def read_curated_partition(curated_dir: Path, partition_key: str) -> pd.DataFrame:
+    """One partition's curated rows (empty, with the columns, when it has not been written)."""
+    path = partition_path(curated_dir, partition_key)
+    if not path.exists():
+        return pd.DataFrame(columns=[*CONTRACT_COLUMNS, *CURATED_COLUMNS_ADDED])
+    return pd.read_parquet(path)

@@ -72,11 +72,11 @@ class PipelineResource(dg.ConfigurableResource):
         holder = OutputDirectoryLock(paths.output_dir, paths.inputs_digest())
         holder.acquire()
         self._held.append(holder)
-        partition = run.tags.get("dagster/partition")
-        lock_path = (
-            partition_lock_path(paths.output_dir, partition)
-            if partition
-            else shared_lock_path(paths.output_dir)
+        partitions = _run_partitions(context.instance, run.tags)
+        lock_paths = (
+            [partition_lock_path(paths.output_dir, key) for key in sorted(partitions)]
+            if partitions
+            else [shared_lock_path(paths.output_dir)]
         )
         log = context.log
 
@@ -84,9 +84,10 @@ class PipelineResource(dg.ConfigurableResource):
             if log is not None:
                 log.info("waiting for another run that writes the same outputs")
 
-        writer = exclusive_lock(lock_path, on_wait=waiting)
-        writer.__enter__()
-        self._held.append(writer)
+        for lock_path in lock_paths:  # sorted: two runs never wait for each other in a circle
+            writer = exclusive_lock(lock_path, on_wait=waiting)
+            writer.__enter__()
+            self._held.append(writer)
         sweep_interrupted_writes(
             paths.output_dir,
             writer_alive=lambda pid: ProcessIdentity(
@@ -124,6 +125,22 @@ class PipelineResource(dg.ConfigurableResource):
         if not context_mm > 0:
             raise ValueError(f"{CONTEXT_ENV} must be positive, got {value!r}")
         return ReferenceSettings(context_mm=context_mm)
+
+
+def _run_partitions(instance: dg.DagsterInstance, tags: dict[str, str]) -> list[str]:
+    """The study partitions a run writes: its partition, or every key of its range."""
+    from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
+
+    if tags.get("dagster/partition"):
+        return [tags["dagster/partition"]]
+    start = tags.get("dagster/asset_partition_range_start")
+    end = tags.get("dagster/asset_partition_range_end")
+    if not (start and end):
+        return []
+    keys = list(instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
+    if start not in keys or end not in keys:
+        return [start, end]
+    return keys[keys.index(start) : keys.index(end) + 1]
 
 
 class FeatureModelResource(dg.ConfigurableResource):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -40,24 +41,44 @@ def materialize_features(
     others are computed and written atomically, replacing old features. With ``remove_stale``
     the partition's other images are removed, so re-materialising replaces the partition.
     """
-    keys = [image.sop_instance_uid for image in images]
-    if len(set(keys)) != len(keys):
-        duplicates = sorted({k for k in keys if keys.count(k) > 1})
-        raise ValueError(f"duplicate SOPInstanceUIDs in partition {partition_key!r}: {duplicates}")
-    settings = feature_settings(extractor, preparation)
-    report = MaterializeReport()
-    todo: list[tuple[LabelImage, str]] = []
-    for image in images:
-        fingerprint = feature_fingerprint(image, settings)
-        if store.fingerprint(partition_key, image.sop_instance_uid) == fingerprint:
-            report.reused.append(image.sop_instance_uid)
-        else:
-            todo.append((image, fingerprint))
+    reports = materialize_features_batch(
+        store, {partition_key: images}, extractor, preparation, batch_size, remove_stale
+    )
+    return reports[partition_key]
 
-    def write_all(chunk: list[tuple[LabelImage, str]], maps: list) -> None:
-        for (image, fingerprint), fmap in zip(chunk, maps, strict=True):
+
+def materialize_features_batch(
+    store: FeatureStore,
+    studies: Mapping[str, list[LabelImage]],
+    extractor: FeatureExtractor,
+    preparation: PreparationSettings,
+    batch_size: int = 16,
+    remove_stale: bool = True,
+) -> dict[str, MaterializeReport]:
+    """:func:`materialize_features` for several partitions at once (``studies``: partition key
+    -> its images): the images to compute of every partition go through the network together,
+    ``batch_size`` at a time, so a batch of small studies fills the network's batches."""
+    settings = feature_settings(extractor, preparation)
+    reports = {key: MaterializeReport() for key in studies}
+    todo: list[tuple[str, LabelImage, str]] = []
+    for partition_key, images in studies.items():
+        keys = [image.sop_instance_uid for image in images]
+        if len(set(keys)) != len(keys):
+            duplicates = sorted({k for k in keys if keys.count(k) > 1})
+            raise ValueError(
+                f"duplicate SOPInstanceUIDs in partition {partition_key!r}: {duplicates}"
+            )
+        for image in images:
+            fingerprint = feature_fingerprint(image, settings)
+            if store.fingerprint(partition_key, image.sop_instance_uid) == fingerprint:
+                reports[partition_key].reused.append(image.sop_instance_uid)
+            else:
+                todo.append((partition_key, image, fingerprint))
+
+    def write_all(chunk: list[tuple[str, LabelImage, str]], maps: list) -> None:
+        for (partition_key, image, fingerprint), fmap in zip(chunk, maps, strict=True):
             store.write(partition_key, image.sop_instance_uid, fmap, fingerprint)
-            report.computed.append(image.sop_instance_uid)
+            reports[partition_key].computed.append(image.sop_instance_uid)
 
     # Writing (float16 conversion, compression, files) of one batch overlaps the extraction of
     # the next; at most one batch waits, which bounds memory. Errors surface via result().
@@ -65,16 +86,19 @@ def materialize_features(
         pending: Future[None] | None = None
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
-            maps = compute_feature_maps([i for i, _ in chunk], extractor, preparation, batch_size)
+            maps = compute_feature_maps(
+                [i for _, i, _ in chunk], extractor, preparation, batch_size
+            )
             if pending is not None:
                 pending.result()
             pending = writer.submit(write_all, chunk, maps)
         if pending is not None:
             pending.result()
     if remove_stale:
-        wanted = set(keys)
-        for key in store.image_keys(partition_key):
-            if key not in wanted:
-                store.delete_image(partition_key, key)
-                report.removed.append(key)
-    return report
+        for partition_key, images in studies.items():
+            wanted = {image.sop_instance_uid for image in images}
+            for key in store.image_keys(partition_key):
+                if key not in wanted:
+                    store.delete_image(partition_key, key)
+                    reports[partition_key].removed.append(key)
+    return reports

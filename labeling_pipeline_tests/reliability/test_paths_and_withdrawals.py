@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from labeling_pipeline.cli import EXIT_FAILED, EXIT_OK, main
-from labeling_pipeline.defs.features import assets as feature_assets
+from labeling_pipeline.defs.labels import assets as feature_assets
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.dicom import image_key
 from labeling_pipeline.labels.dataset import read_labels

@@ -5,14 +5,17 @@ materialized: people make it), so the UI shows the lineage from corrections to c
 """
 
 import dagster as dg
-import pandas as pd
 
 from labeling_pipeline.corrections import read_corrections, read_curated
 from labeling_pipeline.corrections.publish import publish_curated_partition
 from labeling_pipeline.corrections.store import correction_files
-from labeling_pipeline.defs.ingestion.partitions import studies_partitions
+from labeling_pipeline.defs.ingestion.partitions import (
+    studies_backfill_policy,
+    studies_partitions,
+)
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.labels.catalog import read_catalog
+from labeling_pipeline.labels.dataset import read_labels_partition
 from labeling_pipeline.labels.qa_report import image_headers, write_qa_report
 from labeling_pipeline.localization.bundle import TemplateBundle
 
@@ -33,9 +36,11 @@ def review_corrections(context: dg.AssetExecutionContext) -> dg.DataVersion:
 
 @dg.asset(
     partitions_def=studies_partitions,
+    backfill_policy=studies_backfill_policy,
     group_name="curated",
     kinds={"parquet", "dicom"},
-    deps=[review_corrections],
+    deps=[review_corrections, "label_dataset"],
+    code_version="1",
     description=(
         "The study's labels with the latest review decision per landmark (statuses ok, "
         "needs_review, corrected, confirmed, not_in_view; `source` machine or reviewer), "
@@ -44,33 +49,42 @@ def review_corrections(context: dg.AssetExecutionContext) -> dg.DataVersion:
 )
 def curated_labels(
     context: dg.AssetExecutionContext,
-    label_dataset: pd.DataFrame,
     template_reference: TemplateBundle,
     pipeline: PipelineResource,
-) -> dg.Output:
+) -> dg.MaterializeResult:
     paths = pipeline.paths()
     catalog = read_catalog(paths.catalog_path)
+    corrections = read_corrections(paths.corrections_dir)
     domain = template_reference.domain
-    published = publish_curated_partition(
-        context.partition_key,
-        label_dataset,
-        read_corrections(paths.corrections_dir),
-        catalog,
-        paths.data_dir,
-        paths.curated_dir,
-        paths.sr_dir,
-        domain.order,
-    )
-    return dg.Output(
-        published.curated,
+    totals: dict[str, int] = {}
+    rows = reviewed = sr_files = sr_written = 0
+    for key in context.partition_keys:  # a batch of studies, or one
+        published = publish_curated_partition(
+            key,
+            read_labels_partition(paths.labels_dir, key),
+            corrections,
+            catalog,
+            paths.data_dir,
+            paths.curated_dir,
+            paths.sr_dir,
+            domain.order,
+        )
+        for status, n in published.counts().items():
+            totals[status] = totals.get(status, 0) + n
+        rows += len(published.curated)
+        reviewed += published.reviewed()
+        sr_files += len(published.sr_paths)
+        sr_written += published.sr_written
+    return dg.MaterializeResult(
         metadata={
-            **{f"landmarks_{status}": n for status, n in published.counts().items()},
-            "reviewed_landmarks": published.reviewed(),
-            "curated_path": dg.MetadataValue.path(str(published.path)),
-            "sr_files": len(published.sr_paths),
-            "sr_written": published.sr_written,
+            **{f"landmarks_{status}": n for status, n in totals.items()},
+            "studies_in_run": len(context.partition_keys),
+            "reviewed_landmarks": reviewed,
+            "curated_dir": dg.MetadataValue.path(str(paths.curated_dir)),
+            "sr_files": sr_files,
+            "sr_written": sr_written,
             "sr_dir": dg.MetadataValue.path(str(paths.sr_dir)),
-            "dagster/row_count": len(published.curated),
+            "dagster/row_count": rows,
         },
     )
 

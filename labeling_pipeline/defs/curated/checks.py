@@ -12,9 +12,9 @@ import dagster as dg
 import pandas as pd
 
 from labeling_pipeline.corrections import read_curated
+from labeling_pipeline.corrections.curated import read_curated_partition
 from labeling_pipeline.defs.curated.assets import curated_labels
-from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-from labeling_pipeline.defs.labels.checks import metadata_table, spacing_check_result
+from labeling_pipeline.defs.labels.checks import batch_result, metadata_table, spacing_check_result
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.labels.qa_report import placed_steps, step_outliers
 from labeling_pipeline.localization.bundle import TemplateBundle
@@ -22,26 +22,49 @@ from labeling_pipeline.localization.bundle import TemplateBundle
 FLAGGED = "needs_review"
 
 
+def run_curated(context: dg.AssetCheckExecutionContext, curated_dir) -> dict[str, pd.DataFrame]:
+    """The curated labels of each study of the run (partition key -> its rows)."""
+    return {key: read_curated_partition(curated_dir, key) for key in context.partition_keys}
+
+
 @dg.asset_check(
     asset=curated_labels,
-    partitions_def=studies_partitions,
     additional_ins={"template_reference": dg.AssetIn("template_reference")},
     description="Distances (mm) and angles (deg) between adjacent vertebrae placed by the "
     "machine or a reviewer lie within the domain knowledge's ranges.",
 )
 def curated_spacing_within_domain(
-    curated_labels: pd.DataFrame, template_reference: TemplateBundle
+    context: dg.AssetCheckExecutionContext,
+    template_reference: TemplateBundle,
+    pipeline: PipelineResource,
 ) -> dg.AssetCheckResult:
     domain = template_reference.domain
-    return spacing_check_result(placed_steps(curated_labels, domain.order), domain)
+    return batch_result(
+        {
+            key: spacing_check_result(placed_steps(curated, domain.order), domain)
+            for key, curated in run_curated(context, pipeline.paths().curated_dir).items()
+        }
+    )
 
 
 @dg.asset_check(
     asset=curated_labels,
-    partitions_def=studies_partitions,
     description="No landmark of the study still needs review (WARN lists those that do).",
 )
-def curated_needs_review(curated_labels: pd.DataFrame) -> dg.AssetCheckResult:
+def curated_needs_review(
+    context: dg.AssetCheckExecutionContext, pipeline: PipelineResource
+) -> dg.AssetCheckResult:
+    return batch_result(
+        {
+            key: curated_review_result(curated)
+            for key, curated in run_curated(context, pipeline.paths().curated_dir).items()
+        },
+        severity=dg.AssetCheckSeverity.WARN,
+    )
+
+
+def curated_review_result(curated_labels: pd.DataFrame) -> dg.AssetCheckResult:
+    """One study's WARN while landmarks still need review."""
     flagged = curated_labels[curated_labels["status"] == FLAGGED]
     return dg.AssetCheckResult(
         passed=flagged.empty,
@@ -59,15 +82,15 @@ def curated_needs_review(curated_labels: pd.DataFrame) -> dg.AssetCheckResult:
 
 @dg.asset_check(
     asset=curated_labels,
-    partitions_def=studies_partitions,
     description="No step between adjacent vertebrae of the study is an outlier for the whole "
     "curated dataset (robust z-score; see qa/report.html).",
 )
 def curated_dataset_outliers(
-    curated_labels: pd.DataFrame, pipeline: PipelineResource
+    context: dg.AssetCheckExecutionContext, pipeline: PipelineResource
 ) -> dg.AssetCheckResult:
     paths = pipeline.paths()
     dataset = read_curated(paths.curated_dir)
+    curated_labels = pd.concat(run_curated(context, paths.curated_dir).values())
     outliers = step_outliers(placed_steps(dataset))
     mine = outliers[outliers["sop_instance_uid"].isin(set(curated_labels["sop_instance_uid"]))]
     return dg.AssetCheckResult(

@@ -11,9 +11,13 @@ from collections.abc import Iterator
 import dagster as dg
 import pandas as pd
 
+from labeling_pipeline.corrections.curated import read_curated_partition
 from labeling_pipeline.corrections.publish import sr_file
 from labeling_pipeline.defs.curated.assets import curated_labels
-from labeling_pipeline.defs.ingestion.partitions import studies_partitions
+from labeling_pipeline.defs.ingestion.partitions import (
+    studies_backfill_policy,
+    studies_partitions,
+)
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicomweb import (
     DicomwebConfigError,
@@ -30,7 +34,8 @@ from labeling_pipeline.labels.catalog import read_catalog
     partitions_def=studies_partitions,
     group_name="curated",
     kinds={"dicom"},
-    ins={"curated_labels": dg.AssetIn(curated_labels.key)},
+    deps=[curated_labels],
+    backfill_policy=studies_backfill_policy,
     output_required=False,
     description=(
         "With LABELING_DICOMWEB_STORE=1: the DICOM SR of each labelled image of the study that "
@@ -40,7 +45,7 @@ from labeling_pipeline.labels.catalog import read_catalog
     ),
 )
 def pacs_structured_reports(
-    context: dg.AssetExecutionContext, curated_labels: pd.DataFrame, pipeline: PipelineResource
+    context: dg.AssetExecutionContext, pipeline: PipelineResource
 ) -> Iterator[dg.MaterializeResult]:
     try:
         settings = DicomwebSettings.from_env()
@@ -50,7 +55,11 @@ def pacs_structured_reports(
         context.log.debug("SR write-back is off (LABELING_DICOMWEB_URL, LABELING_DICOMWEB_STORE)")
         return
     paths = pipeline.paths()
-    labelled = sorted(set(curated_labels["sop_instance_uid"].astype(str)))
+    # The run's studies (a batch, or one), from the curated files curated_labels wrote.
+    curated = pd.concat(
+        [read_curated_partition(paths.curated_dir, key) for key in context.partition_keys]
+    )
+    labelled = sorted(set(curated["sop_instance_uid"].astype(str)))
     on_server = images_on_server(read_catalog(paths.catalog_path), labelled, settings.server_url)
     outcomes = store_sr_files(
         settings.client(), {sop: sr_file(paths.sr_dir, sop) for sop in on_server}

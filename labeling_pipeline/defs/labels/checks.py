@@ -1,4 +1,8 @@
-"""Quality checks of each study's labels, run after ``label_dataset`` in the same run.
+"""Quality checks of the labels of a run's studies, run after ``label_dataset`` in the same run.
+
+A run labels a batch of studies, so each check covers the run's studies (read from
+``labels/<partition>.parquet``) and names the studies that fail in its description and in its
+``studies`` metadata (study -> problem).
 
 - ``landmark_spacing_within_domain``: the step between adjacent vertebrae that are both ``ok``
   (distance in mm, angle against the image's upward direction in degrees) lies within the
@@ -9,19 +13,17 @@
 - ``landmarks_need_review``: WARN when a landmark of the study needs review.
 """
 
-import warnings
-
 import dagster as dg
 import pandas as pd
 
 from labeling_pipeline.anatomy import DomainKnowledge
-from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-from labeling_pipeline.defs.labels.assets import label_dataset
+from labeling_pipeline.defs.resources import PipelineResource
+from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.labels.completeness import completeness_problems
+from labeling_pipeline.labels.dataset import read_labels_partition
 from labeling_pipeline.labels.qa import adjacent_vertebra_steps, check_steps
 from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW
-from labeling_pipeline.localization.study import StudyLocalization
 
 VIOLATION_COLUMNS = ["sop_instance_uid", "pair", "distance_mm", "angle_deg", "problem"]
 MAX_TABLE_ROWS = 50  # longer tables are cut in the check's metadata (the counts stay exact)
@@ -36,25 +38,62 @@ def metadata_table(frame: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(text)
 
 
-# Partitioned asset checks (one result per study) are a Dagster "preview" feature; it is what
-# makes each study's checks show on its partition, so the warning is silenced once here.
-warnings.filterwarnings(
-    "ignore", message=".*partitions_def on an AssetCheckSpec.*", category=dg.PreviewWarning
-)
+def run_labels(context: dg.AssetCheckExecutionContext, labels_dir) -> dict[str, pd.DataFrame]:
+    """The labels of each study of the run (partition key -> its rows)."""
+    return {key: read_labels_partition(labels_dir, key) for key in context.partition_keys}
+
+
+def batch_result(
+    results: dict[str, dg.AssetCheckResult], severity=dg.AssetCheckSeverity.ERROR
+) -> dg.AssetCheckResult:
+    """One check result for a run's studies from each study's: passed when all passed; the
+    description says how many did not and names the first; ``studies`` maps each study
+    that did not pass to its description."""
+    failing = {key: r for key, r in results.items() if not r.passed}
+    worst = (
+        dg.AssetCheckSeverity.ERROR
+        if any(r.severity == dg.AssetCheckSeverity.ERROR for r in failing.values())
+        else dg.AssetCheckSeverity.WARN
+    )
+    if len(results) == 1:
+        [only] = results.values()
+        return only
+    first = next(iter(failing.items()), None)
+    description = f"{len(results) - len(failing)} of {len(results)} studies passed" + (
+        f"; {first[0]}: {first[1].description}" if first else ""
+    )
+    return dg.AssetCheckResult(
+        passed=not failing,
+        severity=worst if failing else severity,
+        description=description,
+        metadata={
+            "studies_checked": len(results),
+            "studies_not_passed": len(failing),
+            "studies": dg.MetadataValue.json(
+                {key: r.description or "" for key, r in failing.items()}
+            ),
+        },
+    )
 
 
 @dg.asset_check(
-    asset=label_dataset,
-    partitions_def=studies_partitions,
+    asset="label_dataset",
     additional_ins={"template_reference": dg.AssetIn("template_reference")},
     description="Distances (mm) and angles (deg) between adjacent ok vertebrae lie within the "
     "domain knowledge's ranges.",
 )
 def landmark_spacing_within_domain(
-    label_dataset: pd.DataFrame, template_reference: TemplateBundle
+    context: dg.AssetCheckExecutionContext,
+    template_reference: TemplateBundle,
+    pipeline: PipelineResource,
 ) -> dg.AssetCheckResult:
     domain = template_reference.domain
-    return spacing_check_result(adjacent_vertebra_steps(label_dataset, order=domain.order), domain)
+    return batch_result(
+        {
+            key: spacing_check_result(adjacent_vertebra_steps(labels, order=domain.order), domain)
+            for key, labels in run_labels(context, pipeline.paths().labels_dir).items()
+        }
+    )
 
 
 def spacing_check_result(steps: pd.DataFrame, domain: DomainKnowledge) -> dg.AssetCheckResult:
@@ -85,29 +124,39 @@ def spacing_check_result(steps: pd.DataFrame, domain: DomainKnowledge) -> dg.Ass
 
 
 @dg.asset_check(
-    asset=label_dataset,
-    partitions_def=studies_partitions,
-    additional_ins={
-        "template_reference": dg.AssetIn("template_reference"),
-        "vertebra_localization": dg.AssetIn("vertebra_localization"),
-    },
-    description="Exactly one row per template landmark for every labelled image of the study.",
+    asset="label_dataset",
+    additional_ins={"template_reference": dg.AssetIn("template_reference")},
+    description="Exactly one row per template landmark for every labelled image of the study "
+    "(every image with features in `features.zarr`).",
 )
 def one_row_per_landmark(
-    label_dataset: pd.DataFrame,
+    context: dg.AssetCheckExecutionContext,
     template_reference: TemplateBundle,
-    vertebra_localization: StudyLocalization,
+    pipeline: PipelineResource,
 ) -> dg.AssetCheckResult:
-    images = [image.sop_instance_uid for image in vertebra_localization.images]
+    paths = pipeline.paths()
+    store = FeatureStore(paths.features_path)
     names = template_reference.landmarks.names()
-    problems = completeness_problems(label_dataset, images, names)
+    return batch_result(
+        {
+            key: completeness_result(labels, store.image_keys(key), names)
+            for key, labels in run_labels(context, paths.labels_dir).items()
+        }
+    )
+
+
+def completeness_result(
+    labels: pd.DataFrame, images: list[str], names: list[str]
+) -> dg.AssetCheckResult:
+    """One study's completeness: one row per (image, landmark) with a known status."""
+    problems = completeness_problems(labels, images, names)
     expected = len(images) * len(names)
     return dg.AssetCheckResult(
         passed=problems.empty,
-        description=f"{len(label_dataset)} rows for {len(images)} images x {len(names)} "
+        description=f"{len(labels)} rows for {len(images)} images x {len(names)} "
         f"landmarks ({expected} expected); {len(problems)} problems",
         metadata={
-            "rows": len(label_dataset),
+            "rows": len(labels),
             "expected_rows": expected,
             "problems": len(problems),
             "problem_table": metadata_table(problems),
@@ -116,11 +165,23 @@ def one_row_per_landmark(
 
 
 @dg.asset_check(
-    asset=label_dataset,
-    partitions_def=studies_partitions,
+    asset="label_dataset",
     description="No landmark of the study needs review (WARN lists those that do).",
 )
-def landmarks_need_review(label_dataset: pd.DataFrame) -> dg.AssetCheckResult:
+def landmarks_need_review(
+    context: dg.AssetCheckExecutionContext, pipeline: PipelineResource
+) -> dg.AssetCheckResult:
+    return batch_result(
+        {
+            key: review_result(labels)
+            for key, labels in run_labels(context, pipeline.paths().labels_dir).items()
+        },
+        severity=dg.AssetCheckSeverity.WARN,
+    )
+
+
+def review_result(label_dataset: pd.DataFrame) -> dg.AssetCheckResult:
+    """One study's WARN while landmarks need review."""
     flagged = label_dataset[label_dataset["status"] == NEEDS_REVIEW]
     images = flagged["sop_instance_uid"].nunique()
     return dg.AssetCheckResult(

@@ -9,15 +9,16 @@ import pytest
 
 from labeling_pipeline.anatomy import load_domain
 from labeling_pipeline.defs.labels.checks import (
-    landmark_spacing_within_domain,
-    landmarks_need_review,
-    one_row_per_landmark,
+    batch_result,
+    completeness_result,
+    review_result,
+    spacing_check_result,
 )
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.labels.dataset import label_rows
+from labeling_pipeline.labels.qa import adjacent_vertebra_steps
 from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
-from labeling_pipeline.localization.study import StudyLocalization
 from labeling_pipeline.localization.template import TemplateLandmark, TemplateLandmarks
 
 SPACING_MM = 0.5  # pixels are 0.5 mm: a 35 mm step is 70 pixels
@@ -66,6 +67,14 @@ def bundle() -> TemplateBundle:
     return TemplateBundle(reference=None, landmarks=TEMPLATE, domain=load_domain("lumbar"))
 
 
+def landmark_spacing_within_domain(
+    label_dataset: pd.DataFrame, template_reference: TemplateBundle
+) -> dg.AssetCheckResult:
+    """The spacing check of one study, as the asset check computes it per study."""
+    domain = template_reference.domain
+    return spacing_check_result(adjacent_vertebra_steps(label_dataset, order=domain.order), domain)
+
+
 def test_spacing_check_passes_within_the_lumbar_ranges(bundle: TemplateBundle) -> None:
     result = landmark_spacing_within_domain(label_dataset=_labels("1.1"), template_reference=bundle)
     assert result.passed
@@ -93,8 +102,8 @@ def test_spacing_check_ignores_steps_through_a_landmark_needing_review(
 
 
 def test_a_study_with_landmarks_needing_review_warns(bundle: TemplateBundle) -> None:
-    assert landmarks_need_review(label_dataset=_labels("1.1")).passed
-    result = landmarks_need_review(label_dataset=_labels("1.1", l4_status=NEEDS_REVIEW))
+    assert review_result(_labels("1.1")).passed
+    result = review_result(_labels("1.1", l4_status=NEEDS_REVIEW))
     assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
     assert result.metadata["needs_review"].value == 1 and "L4" in result.description + str(
         result.metadata["flagged_table"].value
@@ -102,17 +111,23 @@ def test_a_study_with_landmarks_needing_review_warns(bundle: TemplateBundle) -> 
 
 
 def test_completeness_check_counts_expected_rows(bundle: TemplateBundle) -> None:
-    localization = StudyLocalization(
-        partition_key="20260901-aaaaaaaa",
-        study_digest="",
-        strategy="chain",
-        feature_model="efficientnet-lite0",
-        images=[_image("1.1"), _image("1.2")],
-    )
     labels = _labels("1.1")  # the second image has no rows
-    result = one_row_per_landmark(
-        label_dataset=labels, template_reference=bundle, vertebra_localization=localization
-    )
+    result = completeness_result(labels, ["1.1", "1.2"], bundle.landmarks.names())
     assert not result.passed
     assert result.metadata["expected_rows"].value == 8
     assert result.metadata["problems"].value == 4
+
+
+def test_a_batch_names_the_studies_that_did_not_pass(bundle: TemplateBundle) -> None:
+    good = landmark_spacing_within_domain(_labels("1.1"), bundle)
+    bad = landmark_spacing_within_domain(_labels("1.2", l3_y=0.0), bundle)
+    warned = review_result(_labels("1.3", l4_status=NEEDS_REVIEW))
+    result = batch_result({"20260901-aaaaaaaa": good, "20260902-bbbbbbbb": bad})
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+    assert result.metadata["studies"].value == {"20260902-bbbbbbbb": bad.description}
+    assert result.description.startswith("1 of 2 studies passed; 20260902-bbbbbbbb")
+    both_good = batch_result({"a": good, "b": good})
+    assert both_good.passed and both_good.metadata["studies"].value == {}
+    only_warned = batch_result({"a": good, "c": warned}, severity=dg.AssetCheckSeverity.WARN)
+    assert not only_warned.passed and only_warned.severity == dg.AssetCheckSeverity.WARN
+    assert batch_result({"a": bad}) is bad  # one study: its own result, with its tables
