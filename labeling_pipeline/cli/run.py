@@ -237,8 +237,14 @@ def run_pipeline(
                 )
             )
             current_run = "catalog"
+            # The template reference is made again only when what it is made from changed.
+            template_run = current_template_run(instance, paths)
             prepare = defs.resolve_job_def(catalog_and_template_job.name).execute_in_process(
-                instance=instance, raise_on_error=False, run_config=run_config, tags=tags
+                instance=instance,
+                raise_on_error=False,
+                run_config=run_config,
+                tags=tags,
+                asset_selection=[dicom_catalog.key] if template_run else None,
             )
             current_run = ""
             summary.prepare_run_id = prepare.run_id
@@ -277,7 +283,7 @@ def run_pipeline(
             # whatever another process sharing the output directory materializes meanwhile.
             label_tags = {
                 **tags,
-                pinned_input_tag(template_reference.key): prepare.run_id,
+                pinned_input_tag(template_reference.key): template_run or prepare.run_id,
             }
             label_job = defs.resolve_job_def(label_study_job.name)
             ordered = list(instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
@@ -349,6 +355,35 @@ def run_pipeline(
                 for run in instance.get_runs(limit=1):
                     _finish_interrupted_run(instance, run.run_id, interruption.signum)
     return _finished(summary, frames, started, keys)
+
+
+def current_template_run(instance, paths: PipelinePaths) -> str | None:
+    """The run whose ``template_reference`` is current for ``paths`` (same data version and
+    code version as it would be made with now, its value in this output directory), or None
+    when it must be made again."""
+    from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
+    from labeling_pipeline.defs.template.assets import (
+        TEMPLATE_CODE_VERSION,
+        template_reference,
+        template_version,
+    )
+
+    records = instance.fetch_materializations(template_reference.key, limit=1).records
+    if not records:
+        return None
+    record = records[0]
+    tags = record.asset_materialization.tags or {}
+    try:
+        version = template_version(PipelineResource(), FeatureModelResource())
+    except ValueError:
+        return None  # a setting the asset will reject: let it say so
+    value = paths.intermediate_dir / "template_reference" / "__all__" / f"{record.run_id}.pkl"
+    current = (
+        tags.get("dagster/data_version") == version
+        and tags.get("dagster/code_version") == TEMPLATE_CODE_VERSION
+        and value.is_file()
+    )
+    return record.run_id if current else None
 
 
 def failed_studies(result) -> dict[str, str]:

@@ -70,5 +70,7 @@ def fail_runs_of_dead_processes(instance: dg.DagsterInstance) -> list[str]:
             instance.report_run_canceled(run, message)
         else:
             instance.report_run_failed(run, message)
+        # A step killed inside the `feature_model` pool would hold its slot for good.
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         failed.append(run.run_id)
     return failed

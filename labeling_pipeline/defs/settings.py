@@ -110,6 +110,24 @@ class PipelinePaths:
                 digest.update(b"<missing>")
         return digest.hexdigest()
 
+    def template_version(self, *settings: object) -> str:
+        """A version of what the template reference is made from: the template image and
+        landmarks, every file of ``domain/`` (the domain knowledge; none: the packaged one, whose
+        version goes with the code version) and ``settings`` (feature model, weights, reference
+        settings). It changes exactly when the reference may change."""
+        digest = hashlib.sha256()
+        files = [self.template_image, self.template_landmarks]
+        if self.domain_dir.is_dir():
+            files += sorted(p for p in self.domain_dir.rglob("*") if p.is_file())
+        for path in files:
+            digest.update(path.name.encode("utf-8") + b"\0")
+            try:
+                digest.update(path.read_bytes())
+            except OSError:
+                digest.update(b"<missing>")
+        digest.update(repr(settings).encode("utf-8"))
+        return digest.hexdigest()[:24]
+
     def data_dir_digest(self) -> str:
         """A digest standing in for the data directory's path in run metadata (no paths there)."""
         return hashlib.sha256(str(self.data_dir).encode("utf-8")).hexdigest()[:16]

@@ -1,6 +1,7 @@
 """Runs of the whole pipeline from the command line, recorded in the Dagster instance at
 DAGSTER_HOME, and the exit status of a failed one."""
 
+import json
 import os
 from pathlib import Path
 
@@ -76,3 +77,26 @@ def test_run_labels_a_study_and_records_its_runs(
     status = main(["run", "--data-dir", str(data), "--output-dir", str(output), "--partition", "x"])
     assert status == EXIT_USAGE
     assert "partition key ['x']" in capsys.readouterr().err
+
+    # The template reference is made again only when the template changed: the run above
+    # catalogued again but reused it; a moved landmark makes it again.
+    assert _template_materializations(dagster_home) == 1
+    landmarks_file = data / "template" / "landmarks.json"
+    landmarks = json.loads(landmarks_file.read_text())
+    landmarks["landmarks"][0]["x"] += 1.0
+    landmarks_file.write_text(json.dumps(landmarks))
+    status = main(["run", "--data-dir", str(data), "--output-dir", str(output)])
+    assert status == EXIT_OK, capsys.readouterr().out
+    assert _template_materializations(dagster_home) == 2
+
+
+def _template_materializations(dagster_home: Path) -> int:
+    previous = Path.cwd()
+    os.chdir(dagster_home)
+    try:
+        with dg.DagsterInstance.get() as instance:
+            return len(
+                instance.fetch_materializations(dg.AssetKey("template_reference"), limit=10).records
+            )
+    finally:
+        os.chdir(previous)

@@ -12,9 +12,22 @@ from labeling_pipeline.localization.bundle import TemplateBundle, landmark_table
 from labeling_pipeline.localization.reference import build_template_reference
 from labeling_pipeline.localization.template import TemplateError, load_template_landmarks
 
+# Bumped when how the reference is built changes (with the data version below, Dagster then
+# shows the template reference and every study's labels as stale).
+TEMPLATE_CODE_VERSION = "1"
+
+
+def template_version(pipeline: PipelineResource, feature_model: FeatureModelResource) -> str:
+    """The data version the template reference has when made now: changes with the template,
+    the domain knowledge, the feature model or the reference settings, and nothing else."""
+    return pipeline.paths().template_version(
+        feature_model.model_name(), feature_model.weights_name(), pipeline.reference_settings()
+    )
+
 
 @dg.asset(
     group_name="template",
+    code_version=TEMPLATE_CODE_VERSION,
     kinds={"dicom", "pytorch"},
     description=(
         "Reference features of each landmark of the template (`template/template.dcm` with "
@@ -58,6 +71,9 @@ def template_reference(
     )
     return dg.Output(
         TemplateBundle(reference=reference, landmarks=landmarks, domain=domain),
+        # The same inputs give the same version, so labels made from an earlier materialization
+        # with the same inputs do not show as stale after it is made again.
+        data_version=dg.DataVersion(template_version(pipeline, feature_model)),
         metadata={
             "region": landmarks.region,
             "landmarks": len(landmarks.landmarks),
