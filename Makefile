@@ -54,8 +54,14 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The two processes `dagster dev` (superseded in Dagster 1.13, it warns so) used to start: the
+# daemon (run queue, backfills, sensors, schedules, run monitoring) and the web server, both over
+# workspace.yaml; stopping the web server (Ctrl-C) stops the daemon too. (`dg dev`, its
+# successor, comes with dagster-dg-cli, which is not released for every Dagster version.)
 ui: install
-	$(BIN)/dagster dev -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
+	@$(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
+	trap 'kill $$daemon 2>/dev/null; wait $$daemon 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/dagster-webserver -w workspace.yaml -h $(UI_HOST) -p $(UI_PORT)
 
 review: install
 	$(BIN)/labeling-pipeline review --port $(REVIEW_PORT)

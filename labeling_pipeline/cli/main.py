@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 from collections.abc import Sequence
@@ -58,6 +59,48 @@ def _run_command(args: argparse.Namespace) -> int:
         print(f"labeling-pipeline: {error}", file=sys.stderr)
         return EXIT_USAGE
     print(format_summary(summary))
+    if summary.interrupted_by:
+        return 128 + summary.interrupted_by
+    return EXIT_OK if summary.succeeded else EXIT_FAILED
+
+
+def _study_date(text: str) -> str:
+    """``YYYY-MM-DD`` (a command-line date) as DICOM's ``YYYYMMDD``."""
+    try:
+        return datetime.date.fromisoformat(text).strftime("%Y%m%d")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from error
+
+
+def _backfill_command(args: argparse.Namespace) -> int:
+    from labeling_pipeline.cli.backfill import format_backfill_summary, launch_backfill
+
+    paths = PipelinePaths.resolve(args.data_dir, args.output_dir)
+    if not paths.data_dir.is_dir():
+        print(f"labeling-pipeline: data directory {paths.data_dir} does not exist", file=sys.stderr)
+        return EXIT_USAGE
+    if args.date_to < args.date_from:
+        print("labeling-pipeline: --to is before --from", file=sys.stderr)
+        return EXIT_USAGE
+    _absolute_weights_setting()
+    home = find_dagster_home()
+    if home is None or not home.is_dir():
+        print(
+            "labeling-pipeline: a backfill needs a Dagster instance (DAGSTER_HOME or the "
+            "repository's dagster.yaml) that its daemon shares",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    summary = launch_backfill(
+        paths,
+        args.date_from,
+        args.date_to,
+        args.source,
+        home,
+        quiet=args.quiet,
+        detach=args.detach,
+    )
+    print(format_backfill_summary(summary))
     if summary.interrupted_by:
         return 128 + summary.interrupted_by
     return EXIT_OK if summary.succeeded else EXIT_FAILED
@@ -129,6 +172,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="Dagster events printed while running (default: WARNING)",
     )
     run.set_defaults(handler=_run_command)
+
+    backfill = commands.add_parser(
+        "backfill",
+        help="label the studies of a StudyDate range with a Dagster backfill",
+        description="Catalogue the data directory, then launch a Dagster backfill of the "
+        "studies whose StudyDate lies in the range (runs of up to 64 studies each, run by the "
+        "daemon; one is started when none is running) and wait for it. Studies already "
+        "labelled from their current files are left out, so the same command resumes an "
+        "interrupted backfill. Ctrl-C cancels the backfill and its runs.",
+    )
+    backfill.add_argument(
+        "--from", dest="date_from", required=True, type=_study_date, metavar="YYYY-MM-DD"
+    )
+    backfill.add_argument(
+        "--to", dest="date_to", required=True, type=_study_date, metavar="YYYY-MM-DD"
+    )
+    backfill.add_argument(
+        "--source",
+        choices=["archive", "incoming", "dicomweb"],
+        help="only studies from this folder of the data directory (default: any)",
+    )
+    backfill.add_argument("--quiet", action="store_true", help="no progress line")
+    backfill.add_argument(
+        "--detach",
+        action="store_true",
+        help="launch the backfill and return; the running daemon (make ui) carries it out",
+    )
+    _directory_options(backfill)
+    backfill.set_defaults(handler=_backfill_command)
 
     review = commands.add_parser(
         "review",

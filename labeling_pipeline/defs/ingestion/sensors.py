@@ -16,6 +16,7 @@ import dagster as dg
 
 from labeling_pipeline.defs.ingestion.partitions import studies_partitions
 from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
+from labeling_pipeline.defs.labels.assets import study_metadata
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.runs import fail_runs_of_dead_processes
 from labeling_pipeline.imaging.dicom import labelled_partition_keys, study_digest, tree_fingerprint
@@ -71,7 +72,14 @@ def labelled_digest(instance: dg.DagsterInstance, partition_key: str) -> str | N
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=LABELS_KEY, asset_partitions=[partition_key]), limit=1
     ).records
-    return _metadata_text(records[0].event_log_entry, "study_digest") if records else None
+    if not records:
+        return None
+    materialization = records[0].event_log_entry.asset_materialization
+    if materialization is None:
+        return None
+    # Batch runs record every study of the batch under "studies"; older runs "study_digest".
+    study = study_metadata(dict(materialization.metadata), partition_key)
+    return study.get("study_digest") or _metadata_text(records[0].event_log_entry, "study_digest")
 
 
 @dg.sensor(

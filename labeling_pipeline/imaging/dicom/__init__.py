@@ -26,6 +26,7 @@ from labeling_pipeline.imaging.dicom.catalog import (
     labelled_rows,
     rejection_summary,
     scan_is_complete,
+    studies_between,
     study_digest,
     study_summary,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "is_calendar_date",
     "is_uid",
     "labelled_partition_keys",
+    "studies_between",
     "labelled_rows",
     "middle_frame_index",
     "partition_key",

@@ -126,3 +126,20 @@ def scan_is_complete(catalog: pd.DataFrame) -> bool:
     """Whether the scan behind ``catalog`` saw every folder: no folder could not be listed.
     Only after a complete scan may outputs of images missing from it be removed."""
     return not (catalog["reason_code"] == RejectionReason.UNREADABLE_FOLDER).any()
+
+
+def studies_between(
+    catalog: pd.DataFrame, first_date: str, last_date: str, source: str | None = None
+) -> list[str]:
+    """The partition keys of studies with an image to label whose StudyDate (``YYYYMMDD``)
+    lies in ``[first_date, last_date]``, from ``source`` (``archive``, ``incoming``,
+    ``dicomweb``) or any; sorted. A study with files in several sources counts for each."""
+    rows = catalog[
+        (catalog["outcome"] == CatalogOutcome.LABELLED)
+        & (catalog["partition_key"] != "")
+        & (catalog["study_date"].astype(str) >= first_date)
+        & (catalog["study_date"].astype(str) <= last_date)
+    ]
+    if source is not None:
+        rows = rows[rows["source"] == source]
+    return sorted(set(rows["partition_key"]))
