@@ -1,0 +1,103 @@
+"""``labeling-pipeline backfill``: a real Dagster backfill (the daemon runs it) of a StudyDate
+range and source, in batched runs; run again, it leaves finished studies out."""
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from labeling_pipeline.cli import EXIT_OK, EXIT_USAGE, main
+from labeling_pipeline.cli.instance import instance_at
+from labeling_pipeline.defs.ingestion.partitions import contiguous_batches
+from labeling_pipeline.imaging.dicom import studies_between
+from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
+
+
+def test_studies_between_filters_by_date_and_source() -> None:
+    catalog = pd.DataFrame(
+        {
+            "partition_key": ["20200101-aaaaaaaa", "20200105-bbbbbbbb", "20200110-cccccccc", ""],
+            "study_date": ["20200101", "20200105", "20200110", "20200105"],
+            "source": ["archive", "incoming", "archive", "archive"],
+            "outcome": ["labelled", "labelled", "labelled", "rejected"],
+        }
+    )
+    assert studies_between(catalog, "20200101", "20200105") == [
+        "20200101-aaaaaaaa",
+        "20200105-bbbbbbbb",
+    ]
+    assert studies_between(catalog, "20200101", "20201231", "archive") == [
+        "20200101-aaaaaaaa",
+        "20200110-cccccccc",
+    ]
+    assert studies_between(catalog, "20210101", "20211231") == []
+
+
+def test_batches_are_contiguous_ranges_of_the_partition_order() -> None:
+    ordered = ["a", "b", "c", "d", "e", "f", "g"]
+    # "c" and "f" are not wanted: a range holds every key between its ends, so they split it.
+    assert contiguous_batches(ordered, ["a", "b", "d", "e", "g"], 64) == [
+        ["a", "b"],
+        ["d", "e"],
+        ["g"],
+    ]
+    assert contiguous_batches(ordered, ordered, 3) == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+    assert contiguous_batches(ordered, [], 3) == []
+
+
+def test_backfill_rejects_an_inverted_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dagster_home: Path
+) -> None:
+    status = main(
+        ["backfill", "--from", "2026-05-01", "--to", "2026-01-01", "--data-dir", str(tmp_path)]
+    )
+    assert status == EXIT_USAGE
+    assert "--to is before --from" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_backfill_labels_archive_studies_of_the_range_in_one_batched_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dagster_home: Path
+) -> None:
+    if not (SAMPLE_DATA / "archive").is_dir():
+        pytest.skip("the bundled sample data (data/) is missing")
+    data, output = tmp_path / "data", tmp_path / "out"
+    for part in ("template", "domain", "incoming/site_a/2026-09-01"):
+        shutil.copytree(SAMPLE_DATA / part, data / part)
+    for month in ("2026-02", "2026-03", "2026-07"):  # 2026-07 lies outside the range
+        shutil.copytree(SAMPLE_DATA / "archive" / month, data / "archive" / month)
+    command = ["backfill", "--from", "2026-01-01", "--to", "2026-06-30", "--source", "archive"]
+    command += ["--data-dir", str(data), "--output-dir", str(output)]
+
+    status = main(command)
+    captured = capsys.readouterr()
+    assert status == EXIT_OK, captured.out + captured.err
+    assert "studies:          2 to label (0 already labelled" in captured.out
+    assert "labelled:         2 studies, 2 images" in captured.out
+    assert "COMPLETED_SUCCESS" in captured.out
+    assert "studies 2/2 done" in captured.err  # the progress line
+
+    labels = pd.read_parquet(output / "labels")
+    catalog = pd.read_parquet(output / "catalog.parquet")
+    chosen = studies_between(catalog, "20260101", "20260630", "archive")
+    assert sorted(labels["partition_key"].unique()) == chosen
+    assert (output / "curated").is_dir() and len(list((output / "curated").glob("*.parquet"))) == 2
+
+    with instance_at(dagster_home) as instance:
+        backfill_runs = [run for run in instance.get_runs() if "dagster/backfill" in run.tags]
+        # One run for both studies (a range of partitions), from the daemon, re-executable in
+        # the UI like any backfill run.
+        assert len(backfill_runs) == 1
+        [run] = backfill_runs
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags["dagster/asset_partition_range_start"] == chosen[0]
+        assert run.tags["dagster/asset_partition_range_end"] == chosen[1]
+        assert run.remote_job_origin is not None
+
+    # Run again: both are labelled from their current files, nothing is launched.
+    status = main(command)
+    out = capsys.readouterr().out
+    assert status == EXIT_OK, out
+    assert "studies:          0 to label (2 already labelled from their current files)" in out
