@@ -181,8 +181,8 @@ def run_pipeline(
     import dagster as dg
 
     from labeling_pipeline.atomic import sweep_interrupted_writes
+    from labeling_pipeline.cli.launch import execute_location_run
     from labeling_pipeline.cli.pacs import sr_store_counts
-    from labeling_pipeline.definitions import defs
     from labeling_pipeline.defs.ingestion.assets import dicom_catalog
     from labeling_pipeline.defs.ingestion.partitions import (
         STUDIES_PARTITION_NAME,
@@ -239,11 +239,11 @@ def run_pipeline(
             current_run = "catalog"
             # The template reference is made again only when what it is made from changed.
             template_run = current_template_run(instance, paths)
-            prepare = defs.resolve_job_def(catalog_and_template_job.name).execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                run_config=run_config,
-                tags=tags,
+            prepare = execute_location_run(
+                instance,
+                catalog_and_template_job.name,
+                tags,
+                run_config,
                 asset_selection=[dicom_catalog.key] if template_run else None,
             )
             current_run = ""
@@ -285,7 +285,6 @@ def run_pipeline(
                 **tags,
                 pinned_input_tag(template_reference.key): template_run or prepare.run_id,
             }
-            label_job = defs.resolve_job_def(label_study_job.name)
             ordered = list(instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
             queue = contiguous_batches(ordered, keys, STUDIES_PER_RUN)
             while queue:
@@ -294,12 +293,8 @@ def run_pipeline(
                 batch_tags = {**label_tags, **range_tags(batch)}
                 if len(batch) == 1:
                     batch_tags = {**label_tags, "dagster/partition": batch[0]}
-                result = label_job.execute_in_process(
-                    instance=instance,
-                    partition_key=batch[0] if len(batch) == 1 else None,
-                    raise_on_error=False,
-                    run_config=run_config,
-                    tags=batch_tags,
+                result = execute_location_run(
+                    instance, label_study_job.name, batch_tags, run_config
                 )
                 current_run = ""
                 named = failed_studies(result)
@@ -328,9 +323,7 @@ def run_pipeline(
                         outcome.error = outcome.error or "interrupted"
                     return _finished(summary, frames, started, keys)
             if keys:
-                report = defs.resolve_job_def(qa_report_job.name).execute_in_process(
-                    instance=instance, raise_on_error=False, run_config=run_config, tags=tags
-                )
+                report = execute_location_run(instance, qa_report_job.name, tags, run_config)
                 summary.qa_report_error = "" if report.success else failure_text(report)
 
             if partitions:

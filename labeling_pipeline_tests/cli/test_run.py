@@ -62,6 +62,15 @@ def test_run_labels_a_study_and_records_its_runs(
             runs = instance.get_runs()
     finally:
         os.chdir(previous)
+    # Runs of the code location as the UI knows it (workspace.yaml's location, the
+    # Definitions' repository): the UI can re-execute them and shows them on its timeline.
+    for run in runs:
+        origin = run.remote_job_origin
+        assert origin is not None, run.job_name
+        assert origin.location_name == "labeling_pipeline"
+        assert origin.repository_origin.repository_name == "__repository__"
+        assert origin.job_name == run.job_name
+        assert run.job_code_origin is not None
     jobs = sorted((run.job_name, run.status) for run in runs)
     assert jobs == [
         ("catalog_and_template_job", dg.DagsterRunStatus.SUCCESS),
