@@ -11,7 +11,11 @@ import dagster as dg
 import pytest
 
 from labeling_pipeline.definitions import defs
-from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
+from labeling_pipeline.defs.ingestion.partitions import (
+    FEATURE_MODEL_POOL,
+    STUDIES_PARTITION_NAME,
+    STUDIES_PER_RUN,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,7 +63,7 @@ def test_asset_graph_matches_the_data_flow(graph) -> None:
         assert not re.search(r"<[A-Za-z_]", outside_code), f"{spec.key}: {spec.description}"
 
 
-def test_label_checks_are_partitioned_like_the_labels(graph) -> None:
+def test_label_checks_cover_the_labels_and_curated_labels(graph) -> None:
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     assert checks == {
         ("label_dataset", "landmark_spacing_within_domain"),
@@ -92,6 +96,24 @@ def test_jobs_select_the_two_halves_of_the_graph() -> None:
         "landmark_spacing_within_domain",
         "one_row_per_landmark",
     }
+
+
+def test_study_assets_run_in_batches_in_one_step_in_the_model_pool(graph) -> None:
+    # Features, localization and labels are one step (values stay in their files); a backfill
+    # gives each run up to STUDIES_PER_RUN studies; the step holds the feature_model pool.
+    study_assets = ("pixel_features", "vertebra_localization", "label_dataset")
+    nodes = [graph.get(dg.AssetKey(name)) for name in study_assets]
+    assert {node.assets_def.node_def.name for node in nodes} == {"label_studies"}
+    for node in [*nodes, graph.get(dg.AssetKey("curated_labels"))]:
+        policy = node.backfill_policy
+        assert policy is not None and policy.max_partitions_per_run == STUDIES_PER_RUN
+        assert 64 <= STUDIES_PER_RUN <= 256
+        assert node.code_version, node.key
+    assert nodes[0].assets_def.node_def.pools == {FEATURE_MODEL_POOL}
+    assert graph.get(dg.AssetKey("template_reference")).code_version
+    # Every run of the location executes in one process (UI and backfill runs too).
+    implicit = defs.resolve_implicit_global_asset_job_def()
+    assert implicit.executor_def.name == "in_process"
 
 
 def test_automation_is_defined_and_off_by_default() -> None:
