@@ -32,7 +32,7 @@ from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV, Pipeli
 SOURCES = ("archive", "incoming", "dicomweb")
 BACKFILL_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset", "curated_labels")
 DAEMON_FRESH_S = 60.0  # a daemon whose heartbeat is older is taken for gone
-ENDING_WAIT_S = 45.0  # how long a daemon started here gets to mark an ended backfill so
+ENDING_WAIT_S = 35.0  # how long a daemon started here gets to mark an ended backfill so
 
 
 @dataclass
