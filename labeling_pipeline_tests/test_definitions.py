@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 # asset -> (group, partitioned, upstream assets)
 EXPECTED_GRAPH = {
     "dicom_catalog": ("ingestion", False, set()),
-    "pixel_features": ("features", True, {"dicom_catalog"}),
+    "study_files": ("ingestion", True, set()),
+    "pixel_features": ("features", True, {"study_files"}),
     "template_reference": ("template", False, set()),
     "vertebra_localization": ("localization", True, {"pixel_features", "template_reference"}),
     "label_dataset": ("labels", True, {"vertebra_localization", "template_reference"}),

@@ -18,7 +18,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from labeling_pipeline.defs.ingestion.assets import dicom_catalog
+from labeling_pipeline.defs.ingestion.assets import dicom_catalog, study_files
 from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME, range_tags
 from labeling_pipeline.defs.labels.assets import label_studies
 from labeling_pipeline.defs.labels.checks import (
@@ -42,6 +42,7 @@ pytestmark = pytest.mark.slow
 
 ALL = [
     dicom_catalog,
+    study_files,
     template_reference,
     label_studies,
     landmark_spacing_within_domain,
@@ -249,3 +250,56 @@ def test_rerunning_a_study_reuses_features_and_rewrites_identical_labels(
     assert json.loads(json.dumps(sorted(os.listdir(run.output / "labels")))) == sorted(
         f"{k}.parquet" for k in run.keys
     )
+
+
+def _stale(run: SimpleNamespace, asset: str) -> dict[str, str]:
+    """Each study's stale status of ``asset`` as the UI computes it ("Unsynced" = STALE)."""
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._core.loader import LoadingContextForTest
+
+    graph = dg.Definitions(assets=ALL, resources=run.resources).resolve_asset_graph()
+    resolver = CachingStaleStatusResolver(run.instance, graph, LoadingContextForTest(run.instance))
+    keys = run.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME)
+    return {key: resolver.get_status(dg.AssetKey(asset), key).value for key in keys}
+
+
+def test_only_new_studies_and_template_changes_make_labels_stale(run: SimpleNamespace) -> None:
+    """Runs last: it adds a study and changes the template."""
+    assert set(_stale(run, "label_dataset").values()) == {"FRESH"}
+    # The catalog and template reference made again from unchanged files: nothing is stale.
+    again = dg.materialize(
+        ALL, instance=run.instance, resources=run.resources, selection=PREPARE, run_config=QUIET
+    )
+    assert again.success
+    assert set(_stale(run, "label_dataset").values()) == {"FRESH"}
+
+    # A new study arrives: it is missing, every other study stays current.
+    extra = run.data.parent / "extra"
+    build_dataset(extra, 1, SEED + 1, layouts=("single",))
+    (extra / "incoming").rename(run.data / "incoming" / "new_site")
+    dg.materialize(
+        ALL,
+        instance=run.instance,
+        resources=run.resources,
+        selection=[dicom_catalog],
+        run_config=QUIET,
+    )
+    statuses = _stale(run, "label_dataset")
+    new = [key for key in statuses if key not in run.keys]
+    assert len(new) == 1 and statuses[new[0]] == "MISSING"
+    assert {statuses[key] for key in run.keys} == {"FRESH"}
+
+    # The template changes: every labelled study is stale.
+    landmarks_file = run.data / "template" / "landmarks.json"
+    landmarks = json.loads(landmarks_file.read_text())
+    landmarks["landmarks"][0]["x"] += 2.0
+    landmarks_file.write_text(json.dumps(landmarks))
+    dg.materialize(
+        ALL,
+        instance=run.instance,
+        resources=run.resources,
+        selection=[template_reference],
+        run_config=QUIET,
+    )
+    statuses = _stale(run, "label_dataset")
+    assert {statuses[key] for key in run.keys} == {"STALE"}

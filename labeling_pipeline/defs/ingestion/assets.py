@@ -6,7 +6,7 @@ import time
 
 import dagster as dg
 
-from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
+from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME, studies_partitions
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.settings import image_limits_from_environment
 from labeling_pipeline.imaging.dicom import (
@@ -15,6 +15,7 @@ from labeling_pipeline.imaging.dicom import (
     rejection_summary,
     scan_data_dir,
     scan_is_complete,
+    study_digests,
     study_summary,
     tree_fingerprint,
 )
@@ -26,8 +27,31 @@ from labeling_pipeline.imaging.dicomweb import (
     sync_data_dir,
     with_server_urls,
 )
-from labeling_pipeline.labels.catalog import write_catalog
+from labeling_pipeline.labels.catalog import read_catalog, write_catalog
 from labeling_pipeline.locks import exclusive_lock, shared_lock_path
+
+STUDY_FILES_KEY = dg.AssetKey("study_files")
+DATA_VERSION_TAG = "dagster/data_version"  # the tag that carries an observation's version
+
+
+@dg.observable_source_asset(
+    name="study_files",
+    partitions_def=studies_partitions,
+    group_name="ingestion",
+    tags={"dagster/kind/dicom": ""},  # what `kinds` sets on other assets
+    required_resource_keys={"pipeline"},
+    description="The DICOM files of each study, as `catalog.parquet` lists them: one data "
+    "version per study partition (a digest of its files' paths, contents and outcomes). "
+    "`dicom_catalog` records a new version for each new or changed study, so only that "
+    "study's labels show as stale.",
+)
+def study_files(context: dg.AssetExecutionContext) -> dg.DataVersionsByPartition:
+    path = context.resources.pipeline.paths().catalog_path
+    if not path.is_file():
+        raise dg.Failure("catalog.parquet is missing; materialize dicom_catalog first")
+    return dg.DataVersionsByPartition(
+        {key: dg.DataVersion(digest) for key, digest in study_digests(read_catalog(path)).items()}
+    )
 
 
 def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
@@ -91,7 +115,21 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
     catalog = with_server_urls(catalog, cache_root(paths.data_dir))
     scan_seconds = time.perf_counter() - started
     with exclusive_lock(shared_lock_path(paths.output_dir)):  # one writer of the shared file
+        before = (
+            study_digests(read_catalog(paths.catalog_path)) if paths.catalog_path.is_file() else {}
+        )
         write_catalog(paths.catalog_path, catalog)
+    # Each new or changed study gets a new data version of its files (study_files): only its
+    # labels become stale, not every study's as a new catalog would make them.
+    changed = {key: d for key, d in study_digests(catalog).items() if before.get(key) != d}
+    for key, digest in changed.items():
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=STUDY_FILES_KEY,
+                partition=key,
+                tags={DATA_VERSION_TAG: digest},
+            )
+        )
 
     keys = labelled_partition_keys(catalog)
     known = set(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
@@ -112,6 +150,7 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
             "rejected_files": int(outcomes.get(CatalogOutcome.REJECTED, 0)),
             "studies": len(keys),
             "new_partitions": len(new_keys),
+            "changed_studies": len(changed),
             "scan_complete": scan_is_complete(catalog),
             "scan_seconds": round(scan_seconds, 3),
             # A digest, not the path: run metadata holds no paths (README "Privacy").

@@ -25,6 +25,7 @@ from labeling_pipeline.features.settings import FeatureSettingsMismatch
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.dicom import image_key, labelled_rows, study_digest
 from labeling_pipeline.imaging.study import StudyImages, read_study_images
+from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.labels.dataset import label_rows, read_labels, write_labels_partition
 from labeling_pipeline.labels.overlay import render_overlay, write_overlay_index
 from labeling_pipeline.labels.schema import empty_labels
@@ -40,7 +41,7 @@ LABEL_CODE_VERSION = "2"
 STUDY_ASSET_SPECS = (
     dg.AssetSpec(
         "pixel_features",
-        deps=["dicom_catalog"],
+        deps=["study_files"],
         group_name="features",
         kinds={"pytorch", "zarr"},
         code_version=LABEL_CODE_VERSION,
@@ -122,7 +123,7 @@ def _read_batch(
 
 @dg.multi_asset(
     specs=list(STUDY_ASSET_SPECS),
-    ins={"dicom_catalog": dg.AssetIn(), "template_reference": dg.AssetIn()},
+    ins={"template_reference": dg.AssetIn()},
     partitions_def=studies_partitions,
     backfill_policy=studies_backfill_policy,
     pool=FEATURE_MODEL_POOL,
@@ -131,13 +132,18 @@ def _read_batch(
 )
 def label_studies(
     context: dg.AssetExecutionContext,
-    dicom_catalog: pd.DataFrame,
     template_reference: TemplateBundle,
     pipeline: PipelineResource,
     feature_model: FeatureModelResource,
 ):
     paths = pipeline.paths()
     keys = list(context.partition_keys)
+    if not paths.catalog_path.is_file():
+        raise dg.Failure(
+            "dicom_catalog has not been materialized for this output directory "
+            "(catalog.parquet is missing); materialize it first"
+        )
+    dicom_catalog = read_catalog(paths.catalog_path)
     try:
         settings = search_settings(pipeline.strategy())
     except ValueError as error:

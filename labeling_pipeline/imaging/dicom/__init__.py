@@ -28,6 +28,7 @@ from labeling_pipeline.imaging.dicom.catalog import (
     scan_is_complete,
     studies_between,
     study_digest,
+    study_digests,
     study_summary,
 )
 from labeling_pipeline.imaging.dicom.enum import (
@@ -85,6 +86,7 @@ __all__ = [
     "is_uid",
     "labelled_partition_keys",
     "studies_between",
+    "study_digests",
     "labelled_rows",
     "middle_frame_index",
     "partition_key",

@@ -99,6 +99,21 @@ def study_digest(catalog: pd.DataFrame, partition_key: str) -> str:
     return digest.hexdigest()
 
 
+def study_digests(catalog: pd.DataFrame) -> dict[str, str]:
+    """:func:`study_digest` of every study with an image to label, in one pass."""
+    keys = set(labelled_partition_keys(catalog))
+    rows = catalog[catalog["partition_key"].isin(keys)].sort_values("path", kind="stable")
+    digests = {}
+    for key, study in rows.groupby("partition_key", sort=True):
+        digest = hashlib.sha256()
+        for path, sha256, outcome in zip(
+            study["path"], study["sha256"], study["outcome"], strict=True
+        ):
+            digest.update(f"{path}\0{sha256}\0{outcome}\n".encode())
+        digests[str(key)] = digest.hexdigest()
+    return digests
+
+
 def study_summary(catalog: pd.DataFrame) -> pd.DataFrame:
     """Per study partition: its source folder(s), files, labelled images and rejected files."""
     studies = catalog[catalog["partition_key"] != ""]
