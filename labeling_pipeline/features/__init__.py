@@ -4,9 +4,10 @@
 - ``extractors``: ``load_extractor`` (bundled EfficientNet-Lite0 or ``open_clip:<name>``).
 - ``compute``: ``compute_feature_maps``, ``feature_settings``, ``feature_fingerprint``.
 - ``settings``: ``check_compatible`` / ``FeatureSettingsMismatch`` (template vs study).
-- ``store``: ``FeatureStore``, the atomic ``features.zarr``.
+- ``store``: ``FeatureStore``, the atomic ``features.zarr`` (layer maps by default, or grids).
 - ``materialize``: ``materialize_features``, bring a partition up to date, skipping unchanged.
-- ``feature_map``: ``FeatureMap``, the hand-off to localization.
+- ``feature_map``: ``FeatureMap``, the hand-off to localization, and ``LayerMaps``, the
+  network's maps it was made from (what the store keeps).
 
 Nothing is imported here, so that importing the package does not import torch.
 """

@@ -67,7 +67,9 @@ def compute_feature_maps(
 
     Each map's ``transform`` takes grid (x, y) to the ORIGINAL image's pixel (x, y): grid ->
     prepared (``PixelTransform.for_resampling(stride, stride)``) then prepared -> original.
-    ``mm_per_cell = mm_per_pixel * stride``. Features are float32 (C, h, w), unit norm per cell.
+    ``mm_per_cell = mm_per_pixel * stride``. Features are float32 (C, h, w), unit norm per cell;
+    ``layers`` holds the layer maps they were made from where the extractor gives them (what the
+    feature store keeps).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -78,14 +80,15 @@ def compute_feature_maps(
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         prepared = [prepare_image(image, preparation) for image in chunk]
-        features = extractor.extract([p.pixels for p in prepared])
-        for item, feats in zip(prepared, features, strict=True):
+        extracted = extractor.extract_with_layers([p.pixels for p in prepared])
+        for item, (feats, layers) in zip(prepared, extracted, strict=True):
             maps.append(
                 FeatureMap(
                     features=feats,
                     transform=grid_to_prepared.then(item.transform),
                     mm_per_cell=float(item.mm_per_pixel * stride),
                     settings=copy.deepcopy(settings),
+                    layers=layers,
                 )
             )
     return maps

@@ -11,6 +11,38 @@ from labeling_pipeline.imaging.transform import PixelTransform
 
 
 @dataclass
+class LayerMaps:
+    """The network's layer maps a hypercolumn grid was made from, at their own resolution.
+
+    A hypercolumn repeats each deep layer's cells over many output cells (a stride-32 layer
+    fills 8 x 8 cells of a stride-4 grid), so these maps are several times smaller than the grid
+    they make, and the grid is rebuilt from them exactly (``extractors.rebuild_hypercolumns``):
+    that is how ``features.zarr`` stores features. ``arrays[i]`` is layer ``i`` (C_i, h_i, w_i)
+    as the network gave it (before resampling and normalisation); its cell j is centred on
+    prepared pixel ``strides[i] * j + offsets[i]``; ``rows`` x ``columns`` is the prepared
+    image's size and ``output_stride`` the grid's stride.
+    """
+
+    arrays: list[np.ndarray]
+    strides: list[int]
+    offsets: list[float]
+    rows: int
+    columns: int
+    output_stride: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The geometry (everything but the arrays), JSON-ready."""
+        return {
+            "strides": [int(s) for s in self.strides],
+            "offsets": [float(o) for o in self.offsets],
+            "channels": [int(a.shape[0]) for a in self.arrays],
+            "rows": int(self.rows),
+            "columns": int(self.columns),
+            "output_stride": int(self.output_stride),
+        }
+
+
+@dataclass
 class FeatureMap:
     """Per-cell feature vectors of one image on a regular grid.
 
@@ -25,6 +57,9 @@ class FeatureMap:
     transform: PixelTransform
     mm_per_cell: float
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The layer maps ``features`` was made from, when the extractor gives them (the compact
+    #: form ``features.zarr`` stores); None for maps read back or from other extractors.
+    layers: LayerMaps | None = field(default=None, repr=False, compare=False)
 
     @property
     def grid_shape(self) -> tuple[int, int]:

@@ -24,7 +24,8 @@ One module per concept:
 
 - ``base``: :class:`FeatureExtractor` (the interface), ``TorchExtractor`` (batching, padding,
   autocast), :class:`FeatureWeightsError` and the model name constants.
-- ``hypercolumns``: :func:`combine_groups`, layer maps resampled onto the output grid.
+- ``hypercolumns``: :func:`combine_groups`, layer maps resampled onto the output grid, and
+  :func:`rebuild_hypercolumns`, the same grid from stored layer maps.
 - ``efficientnet``: the bundled CNN and its weights.
 - ``openclip``: open_clip ViT and timm towers, :func:`resolve_open_clip_pretrained`.
 - ``weights_cache``: :func:`file_sha256`, hashes of weight files kept across processes.
@@ -48,7 +49,11 @@ from labeling_pipeline.features.extractors.efficientnet import (
     efficientnet_lite0_classifier,
     load_efficientnet_lite0_state_dict,
 )
-from labeling_pipeline.features.extractors.hypercolumns import LayerGroup, combine_groups
+from labeling_pipeline.features.extractors.hypercolumns import (
+    LayerGroup,
+    combine_groups,
+    rebuild_hypercolumns,
+)
 from labeling_pipeline.features.extractors.loading import load_extractor
 from labeling_pipeline.features.extractors.openclip import (
     OpenClipExtractor,
@@ -74,5 +79,6 @@ __all__ = [
     "file_sha256",
     "load_efficientnet_lite0_state_dict",
     "load_extractor",
+    "rebuild_hypercolumns",
     "resolve_open_clip_pretrained",
 ]

@@ -12,7 +12,12 @@ import numpy as np
 import torch
 
 from labeling_pipeline.features.extractors.cpu import configure_cpu_threads
-from labeling_pipeline.features.extractors.hypercolumns import LayerGroup, combine_groups
+from labeling_pipeline.features.extractors.hypercolumns import (
+    LayerGroup,
+    combine_groups,
+    layer_maps_of,
+)
+from labeling_pipeline.features.feature_map import LayerMaps
 
 BUNDLED_CNN = "efficientnet-lite0"
 OPEN_CLIP_PREFIX = "open_clip:"
@@ -46,6 +51,13 @@ class FeatureExtractor(ABC):
     def extract(self, batch: list[np.ndarray]) -> list[np.ndarray]:
         """Features of prepared images (float32 rows x columns in [0, 1]): per image
         (C, ceil(rows / stride), ceil(columns / stride)) float32, unit norm per cell."""
+
+    def extract_with_layers(
+        self, batch: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, LayerMaps | None]]:
+        """As :meth:`extract`, each grid with the layer maps it was made from where the
+        extractor has them (None otherwise: the grid itself is stored)."""
+        return [(features, None) for features in self.extract(batch)]
 
 
 class TorchExtractor(FeatureExtractor):
@@ -99,7 +111,17 @@ class TorchExtractor(FeatureExtractor):
         return contextlib.nullcontext()
 
     def extract(self, batch: list[np.ndarray]) -> list[np.ndarray]:
-        results: list[np.ndarray | None] = [None] * len(batch)
+        return [features for features, _ in self._extract(batch, keep_layers=False)]
+
+    def extract_with_layers(
+        self, batch: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, LayerMaps | None]]:
+        return self._extract(batch, keep_layers=True)
+
+    def _extract(
+        self, batch: list[np.ndarray], keep_layers: bool
+    ) -> list[tuple[np.ndarray, LayerMaps | None]]:
+        results: list[tuple[np.ndarray, LayerMaps | None] | None] = [None] * len(batch)
         by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, image in enumerate(batch):
             array = np.asarray(image)
@@ -116,6 +138,11 @@ class TorchExtractor(FeatureExtractor):
                     with self._autocast():
                         groups = self._forward_groups(x)
                     features = combine_groups(groups, rows, cols, self.stride)
-                for i, feature in zip(chunk, features, strict=True):
-                    results[i] = feature.cpu().numpy()
+                    for k, (i, feature) in enumerate(zip(chunk, features, strict=True)):
+                        layers = (
+                            layer_maps_of(groups, k, rows, cols, self.stride)
+                            if keep_layers
+                            else None
+                        )
+                        results[i] = (feature.cpu().numpy(), layers)
         return [r for r in results if r is not None]

@@ -12,8 +12,11 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from labeling_pipeline.features.feature_map import LayerMaps
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,29 @@ def combine_groups(
             )
         first += channels
     return outs
+
+
+def layer_maps_of(
+    groups: list[LayerGroup], index: int, rows: int, cols: int, out_stride: int
+) -> LayerMaps:
+    """Image ``index`` of a batch's layer groups as float16 numpy maps (what the store keeps)."""
+    return LayerMaps(
+        arrays=[g.tensor[index].float().cpu().numpy().astype(np.float16) for g in groups],
+        strides=[int(g.stride) for g in groups],
+        offsets=[float(g.offset) for g in groups],
+        rows=int(rows),
+        columns=int(cols),
+        output_stride=int(out_stride),
+    )
+
+
+def rebuild_hypercolumns(layers: LayerMaps) -> np.ndarray:
+    """The (C, h, w) float32 hypercolumn grid of ``layers``: what :func:`combine_groups` made
+    from the same maps (equal up to the float16 rounding of the stored maps)."""
+    groups = [
+        LayerGroup(torch.from_numpy(np.asarray(a, dtype=np.float32))[None], int(s), float(o))
+        for a, s, o in zip(layers.arrays, layers.strides, layers.offsets, strict=True)
+    ]
+    with torch.inference_mode():
+        [grid] = combine_groups(groups, layers.rows, layers.columns, layers.output_stride)
+    return grid.numpy()
