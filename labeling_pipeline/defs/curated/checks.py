@@ -14,12 +14,15 @@ import pandas as pd
 from labeling_pipeline.corrections import read_curated
 from labeling_pipeline.corrections.curated import read_curated_partition
 from labeling_pipeline.defs.curated.assets import curated_labels
-from labeling_pipeline.defs.labels.checks import batch_result, metadata_table, spacing_check_result
+from labeling_pipeline.defs.labels.checks import (
+    batch_result,
+    metadata_table,
+    review_result,
+    spacing_check_result,
+)
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.labels.qa_report import placed_steps, step_outliers
 from labeling_pipeline.localization.bundle import TemplateBundle
-
-FLAGGED = "needs_review"
 
 
 def run_curated(context: dg.AssetCheckExecutionContext, curated_dir) -> dict[str, pd.DataFrame]:
@@ -65,19 +68,7 @@ def curated_needs_review(
 
 def curated_review_result(curated_labels: pd.DataFrame) -> dg.AssetCheckResult:
     """One study's WARN while landmarks still need review."""
-    flagged = curated_labels[curated_labels["status"] == FLAGGED]
-    return dg.AssetCheckResult(
-        passed=flagged.empty,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=f"{len(flagged)} landmarks in {flagged['sop_instance_uid'].nunique()} "
-        "images need review (`labeling-pipeline review`)"
-        if len(flagged)
-        else "every landmark is placed or decided",
-        metadata={
-            "needs_review": len(flagged),
-            "flagged_table": metadata_table(flagged[["sop_instance_uid", "landmark", "reason"]]),
-        },
-    )
+    return review_result(curated_labels, none_flagged="every landmark is placed or decided")
 
 
 @dg.asset_check(

@@ -180,8 +180,10 @@ def landmarks_need_review(
     )
 
 
-def review_result(label_dataset: pd.DataFrame) -> dg.AssetCheckResult:
-    """One study's WARN while landmarks need review."""
+def review_result(
+    label_dataset: pd.DataFrame, none_flagged: str = "every landmark was placed"
+) -> dg.AssetCheckResult:
+    """One study's WARN while landmarks need review (``none_flagged`` says it when none do)."""
     flagged = label_dataset[label_dataset["status"] == NEEDS_REVIEW]
     images = flagged["sop_instance_uid"].nunique()
     return dg.AssetCheckResult(
@@ -190,7 +192,7 @@ def review_result(label_dataset: pd.DataFrame) -> dg.AssetCheckResult:
         description=f"{len(flagged)} landmarks in {images} images need review "
         "(`labeling-pipeline review`)"
         if len(flagged)
-        else "every landmark was placed",
+        else none_flagged,
         metadata={
             "needs_review": len(flagged),
             "flagged_table": metadata_table(flagged[["sop_instance_uid", "landmark", "reason"]]),
