@@ -16,196 +16,36 @@ domain's reference distances and angles. They differ in where they look:
   which recovers from a wrong first match; each label gets a confidence from the margin over
   the best chain that places it elsewhere.
 
+The pieces live beside this module: ``settings`` (strategy names and parameters), ``space``
+(the search grid, score maps and peaks), ``geometry`` (steps between landmarks) and ``chain``
+(the chain solver).
+
 Coordinates: search-grid (x, y) = (column, row); millimetres are template-compatible grid
 millimetres (isotropic); results are reported in original image pixels.
 """
 
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from labeling_pipeline.anatomy import DomainKnowledge, PairRange
+from labeling_pipeline.anatomy import DomainKnowledge
 from labeling_pipeline.features.feature_map import FeatureMap
 from labeling_pipeline.features.settings import check_compatible
-from labeling_pipeline.localization.reference import TemplateReference, step_angle_deg
+from labeling_pipeline.localization.chain import ChainProblem, ChainSolver
+from labeling_pipeline.localization.geometry import (
+    angle_difference,
+    caudal_cranial,
+    oriented_step,
+    step_between,
+)
+from labeling_pipeline.localization.reference import TemplateReference
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
-from labeling_pipeline.localization.similarity import shifted_sum, similarity_maps, upsample
+from labeling_pipeline.localization.settings import STRATEGIES, SearchSettings
+from labeling_pipeline.localization.space import Located, SearchSpace, best_position, top_peaks
 
-STRATEGIES = ("plain", "ordered", "restricted", "adaptive", "chain")
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Search parameters; defaults follow from anatomy and the feature scale, not tuning.
-
-    ``similarity_weight`` converts cosine similarity into the same units as the spatial
-    log-priors: a 0.1 gain in similarity is worth one standard deviation of spatial misfit.
-    """
-
-    strategy: str = "chain"
-    search_mm: float = 1.0
-    candidates: int = 8
-    peak_separation_mm: float = 10.0
-    similarity_weight: float = 10.0
-    distance_sigma: float = 0.2  # relative deviation from the template's step length
-    angle_sigma_deg: float = 25.0  # deviation from the template's step angle
-    turn_sigma_deg: float = 15.0  # change of direction between consecutive steps
-    missing_fraction: float = 0.75  # a vertebra out of view costs as much as a match of
-    # this share of the image's typical best score
-    gap_fraction: float = 0.5  # an inner vertebra left as a gap scores this share of typical
-    border_mm: float = 8.0  # a centre closer than this to the edge shows too little of the body
-    # Confidence = logistic(slope * margin + offset), the margin being how much better the best
-    # chain scores than the best chain that places the vertebra elsewhere: the probability that
-    # the label is right. Fitted by benchmarks/calibrate_confidence.py (logistic regression,
-    # every data family weighted equally) on real template/target pairs (both real sets, every
-    # image as the template in turn, within and across the sets) and the hard synthetic
-    # families, not on easy phantoms alone.
-    confidence_slope: float = 1.03
-    confidence_offset: float = -0.20
-    # Below 3:1 odds of being right, a person should look: a wrong label marked ok poisons the
-    # dataset, a flagged one costs a reviewer a click.
-    min_confidence: float = 0.75
-    # Optional prior that the image is framed like the template (mm, inf = none). Studies of
-    # one protocol are framed alike, but archives mix protocols and fields of view (T10 to the
-    # sacrum, L2 to S1), where such a prior shifts the whole chain by a level: off by default.
-    framing_sigma_mm: float = math.inf
-    # The count is anchored on unique levels (the domain's anchors, e.g. the sacrum): an anchor
-    # candidate scores by how much more it looks like the anchor than like its neighbour level,
-    # and the neighbour's candidates the other way round, times this weight.
-    anchor_weight: float = 2.0
-    # Vertebra size varies by +-20 % between people (and with pixel spacing errors): the chain
-    # is solved with the template's step lengths scaled by each of these factors, best kept.
-    scales: tuple[float, ...] = (0.82, 0.9, 1.0, 1.1, 1.22)
-    disc_radius_fraction: float = 0.3  # disc search radius as a share of the vertebra step
-
-
-class SearchSpace:
-    """The image's search grid and its score maps, computed lazily per landmark."""
-
-    def __init__(self, fmap: FeatureMap, reference: TemplateReference, search_mm: float):
-        self.fmap = fmap
-        self.reference = reference
-        self.factor = max(1, int(round(fmap.mm_per_cell / search_mm)))
-        self.cell_mm = fmap.mm_per_cell / self.factor
-        rows, cols = fmap.grid_shape
-        self.height, self.width = rows * self.factor, cols * self.factor
-        self._refs = reference.by_name()
-        self._maps: dict[str, np.ndarray] = {}
-        used = np.unique(np.concatenate([r.point_index for r in reference.landmarks]))
-        # Similarity of every reference point at every feature-grid cell, computed once.
-        self._point_maps = similarity_maps(fmap.features, reference.point_vectors[used]).numpy()
-        self._row_of_point = {int(k): i for i, k in enumerate(used)}
-
-    def score_map(self, name: str) -> np.ndarray:
-        """(height, width) similarity of ``name``'s reference constellation at each position.
-
-        The constellation's points lie on one lattice, so their offsets from the landmark share
-        a fractional part: the weighted sum runs on the coarse feature grid with whole-cell
-        shifts, and only the result is upsampled and moved by the common fraction.
-        """
-        if name not in self._maps:
-            ref = self._refs[name]
-            rows = [self._row_of_point[int(k)] for k in ref.point_index]
-            offsets = ref.offsets_mm / self.fmap.mm_per_cell
-            whole = np.round(offsets).astype(int)
-            fraction = (offsets - whole).mean(axis=0)
-            coarse = shifted_sum(self._point_maps[rows], whole, ref.weights)
-            fine = upsample(coarse, self.factor)[None]
-            shift = np.round(fraction * self.factor).astype(int)[None]
-            self._maps[name] = shifted_sum(fine, shift, np.ones(1))
-        return self._maps[name]
-
-    # Positions: search-grid (x, y) <-> grid millimetres <-> original pixels.
-    def to_mm(self, x: float, y: float) -> tuple[float, float]:
-        gx, gy = (x + 0.5) / self.factor - 0.5, (y + 0.5) / self.factor - 0.5
-        return gx * self.fmap.mm_per_cell, gy * self.fmap.mm_per_cell
-
-    def from_mm(self, x_mm: float, y_mm: float) -> tuple[float, float]:
-        gx, gy = x_mm / self.fmap.mm_per_cell, y_mm / self.fmap.mm_per_cell
-        return (gx + 0.5) * self.factor - 0.5, (gy + 0.5) * self.factor - 0.5
-
-    def to_original(self, x: float, y: float) -> tuple[float, float]:
-        gx, gy = (x + 0.5) / self.factor - 0.5, (y + 0.5) / self.factor - 0.5
-        ox, oy = self.fmap.transform.to_original(gx, gy)
-        return float(ox), float(oy)
-
-    def mm_grids(self) -> tuple[np.ndarray, np.ndarray]:
-        """x (1, width) and y (height, 1) of the search-grid positions, in mm (broadcastable)."""
-        xs = ((np.arange(self.width) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
-        ys = ((np.arange(self.height) + 0.5) / self.factor - 0.5) * self.fmap.mm_per_cell
-        return xs[None, :].astype(np.float32), ys[:, None].astype(np.float32)
-
-
-@dataclass
-class Located:
-    """A landmark's position in grid mm (None when not found) and how it was found."""
-
-    position: tuple[float, float] | None
-    score: float = math.nan
-    status: str = OK
-    reason: str = ""
-    iterations: int = 1
-    confidence: float = math.nan
-
-
-def _argmax(scores: np.ndarray, mask: np.ndarray | None = None) -> tuple[int, int, float]:
-    """Best position (x, y) and its score; score -inf when the mask leaves nothing."""
-    masked = scores if mask is None else np.where(mask, scores, -np.inf)
-    y, x = np.unravel_index(int(np.argmax(masked)), scores.shape)
-    return int(x), int(y), float(masked[y, x])
-
-
-def _peaks(space: SearchSpace, scores: np.ndarray, count: int, separation_mm: float):
-    """The ``count`` best local maxima, at least ``separation_mm`` apart: (x_mm, y_mm, score)."""
-    padded = np.pad(scores, 1, constant_values=-np.inf)
-    neighbourhood = np.max(
-        [
-            padded[1 + dy : padded.shape[0] - 1 + dy, 1 + dx : padded.shape[1] - 1 + dx]
-            for dy in (-1, 0, 1)
-            for dx in (-1, 0, 1)
-            if dy or dx
-        ],
-        axis=0,
-    )
-    ys, xs = np.nonzero((scores >= neighbourhood) & np.isfinite(scores))
-    order = np.argsort(-scores[ys, xs])
-    found: list[tuple[float, float, float]] = []
-    for i in order:
-        px, py = space.to_mm(float(xs[i]), float(ys[i]))
-        if all((px - fx) ** 2 + (py - fy) ** 2 >= separation_mm**2 for fx, fy, _ in found):
-            found.append((px, py, float(scores[ys[i], xs[i]])))
-            if len(found) == count:
-                break
-    return found
-
-
-def _step(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
-    """Distance (mm) and angle (deg) of the step from ``a`` to ``b``."""
-    dx, dy = b[0] - a[0], b[1] - a[1]
-    return math.hypot(dx, dy), step_angle_deg(dx, dy)
-
-
-def _angle_difference(a: float, b: float) -> float:
-    return (a - b + 180.0) % 360.0 - 180.0
-
-
-def _caudal_cranial(
-    step_from: str, step_to: str, domain: DomainKnowledge
-) -> tuple[bool, PairRange]:
-    """Whether the step goes cranially, and the pair range between the two vertebrae."""
-    pair = domain.pair(step_from, step_to)
-    if pair is None:
-        raise ValueError(f"{step_from} and {step_to} are not adjacent in the domain order")
-    return domain.rank(step_to) > domain.rank(step_from), pair
-
-
-def _oriented(distance: float, angle: float, cranial: bool) -> tuple[float, float]:
-    """Express a step in the caudal-to-cranial direction the domain ranges use."""
-    return (distance, angle) if cranial else (distance, _angle_difference(angle + 180.0, 0.0))
+__all__ = ["STRATEGIES", "Localizer", "SearchSettings", "localize"]
 
 
 class Localizer:
@@ -292,7 +132,7 @@ class Localizer:
     def plain(self) -> dict[str, Located]:
         found = {}
         for ref in self.reference.labelled():
-            x, y, score = _argmax(self.space.score_map(ref.name))
+            x, y, score = best_position(self.space.score_map(ref.name))
             found[ref.name] = self._located(x, y, score)
         return found
 
@@ -302,7 +142,7 @@ class Localizer:
         located: dict[str, Located] = {}
         for name, previous in self._visiting_order():
             if previous is None:
-                x, y, score = _argmax(self.space.score_map(name), self._default_region(name))
+                x, y, score = best_position(self.space.score_map(name), self._default_region(name))
                 if math.isfinite(score):
                     located[name] = self._located(x, y, score)
                 else:
@@ -327,12 +167,12 @@ class Localizer:
         ux, uy = self._template_step_vector(previous, name)
         norm = math.hypot(ux, uy) or 1.0
         ahead = (self.xs - px) * ux / norm + (self.ys - py) * uy / norm > 0
-        _, pair = _caudal_cranial(previous, name, self.domain)
+        _, pair = caudal_cranial(previous, name, self.domain)
         for other in located.values():
             if other.position is not None:
                 ox, oy = other.position
                 ahead &= (self.xs - ox) ** 2 + (self.ys - oy) ** 2 >= (pair.min_mm / 2) ** 2
-        x, y, score = _argmax(self.space.score_map(name), ahead)
+        x, y, score = best_position(self.space.score_map(name), ahead)
         if not math.isfinite(score):
             return Located(
                 None, status=NEEDS_REVIEW, reason="nothing of the image is left to search"
@@ -341,7 +181,7 @@ class Localizer:
 
     def _restricted_mask(self, name: str, previous: str, origin: tuple[float, float]) -> np.ndarray:
         """Process 800: positions within the domain's distance and angle range of ``origin``."""
-        cranial, pair = _caudal_cranial(previous, name, self.domain)
+        cranial, pair = caudal_cranial(previous, name, self.domain)
         dx, dy = self.xs - origin[0], self.ys - origin[1]
         distance = np.sqrt(dx * dx + dy * dy)
         angle = np.degrees(np.arctan2(dx, -dy))
@@ -356,7 +196,7 @@ class Localizer:
 
     def _restricted_region(self, name: str, previous: str, located: dict[str, Located]) -> Located:
         mask = self._restricted_mask(name, previous, located[previous].position)
-        x, y, score = _argmax(self.space.score_map(name), mask)
+        x, y, score = best_position(self.space.score_map(name), mask)
         if not math.isfinite(score):
             return Located(
                 None,
@@ -371,7 +211,7 @@ class Localizer:
         origin = located[previous].position
         ux, uy = self._template_step_vector(previous, name)
         expected = (origin[0] + ux, origin[1] + uy)
-        cranial, pair = _caudal_cranial(previous, name, self.domain)
+        cranial, pair = caudal_cranial(previous, name, self.domain)
         allowed = self._restricted_mask(name, previous, origin)
         before = self._step_before(previous, name, located)
         radii = self.domain.search_growth.radii()
@@ -379,11 +219,11 @@ class Localizer:
         distance_to_expected = np.sqrt((self.xs - expected[0]) ** 2 + (self.ys - expected[1]) ** 2)
         reason = "no image inside the search region"
         for iteration, radius in enumerate(radii, start=1):
-            x, y, score = _argmax(scores, distance_to_expected <= radius)
+            x, y, score = best_position(scores, distance_to_expected <= radius)
             if not math.isfinite(score):
                 continue
             position = self.space.to_mm(x, y)
-            distance, angle = _oriented(*_step(origin, position), cranial)
+            distance, angle = oriented_step(*step_between(origin, position), cranial)
             if (
                 radius - math.dist(position, expected) < 2 * self.space.cell_mm
                 and radius < radii[-1]
@@ -398,7 +238,7 @@ class Localizer:
                 continue
             if (
                 before is not None
-                and abs(_angle_difference(_step(origin, position)[1], before))
+                and abs(angle_difference(step_between(origin, position)[1], before))
                 > self.domain.max_turn_deg
             ):
                 limit = self.domain.max_turn_deg
@@ -421,7 +261,7 @@ class Localizer:
         before = located.get(self.vertebrae[before_index])
         if before is None or before.position is None:
             return None
-        return _step(before.position, located[previous].position)[1]
+        return step_between(before.position, located[previous].position)[1]
 
     # ----- the globally consistent chain ---------------------------------------------------
     def _score_at(self, name: str, x_mm: float, y_mm: float) -> float:
@@ -462,7 +302,7 @@ class Localizer:
         names = self.reference.chain
         s = self.settings
         candidates = [
-            _peaks(self.space, self.space.score_map(n), s.candidates, s.peak_separation_mm)
+            top_peaks(self.space, self.space.score_map(n), s.candidates, s.peak_separation_mm)
             for n in names
         ]
         typical = float(np.median([c[0][2] for c in candidates if c]))
@@ -560,7 +400,7 @@ class Localizer:
                 continue
             radius = self.settings.disc_radius_fraction * span
             mask = (self.xs - expected[0]) ** 2 + (self.ys - expected[1]) ** 2 <= radius**2
-            x, y, score = _argmax(self.space.score_map(disc), mask)
+            x, y, score = best_position(self.space.score_map(disc), mask)
             if not math.isfinite(score):
                 found[disc] = Located(
                     None, status=NEEDS_REVIEW, reason="expected position outside the image"
@@ -616,187 +456,6 @@ class Localizer:
         return {**vertebrae, **self.discs(vertebrae)}
 
 
-@dataclass
-class ChainProblem:
-    """Candidates (x_mm, y_mm, score; score NaN for a gap) per chain vertebra, caudal first,
-    the score of a vertebra out of view and of a gap, and each candidate's anchor evidence."""
-
-    names: list[str]
-    candidates: list[list[tuple[float, float, float]]]
-    missing_unary: float
-    gap_score: float
-    anchor_bonus: list[np.ndarray]
-
-
-@dataclass
-class ChainChoice:
-    """An assignment of candidates (index, or None for missing) to the chain's vertebrae."""
-
-    score: float
-    assignment: list[int | None]
-
-
-class ChainSolver:
-    """Best chain by dynamic programming over (previous candidate, current candidate) states,
-    so that the turn between consecutive steps is scored exactly. Vertebrae may be missing
-    only at the ends of the chain (outside the field of view)."""
-
-    def __init__(self, localizer: Localizer, problem: ChainProblem, scale: float = 1.0):
-        s = localizer.settings
-        names, candidates = problem.names, problem.candidates
-        missing_unary, gap_score = problem.missing_unary, problem.gap_score
-        self.scale = scale
-        self.names = names
-        self.candidates = candidates
-        self.template_vector = localizer._template_step_vector
-        self.optional = set(names) - set(localizer.vertebrae)  # context-only may always be missing
-        self.inside = localizer.inside_view
-        self.missing_unary = missing_unary
-        self.turn_limit = localizer.domain.max_turn_deg
-        self.turn_sigma = s.turn_sigma_deg
-        framing = [localizer.framed_position(n) for n in names]
-        self.unary = [
-            np.array(
-                [
-                    s.similarity_weight * (c[2] if math.isfinite(c[2]) else gap_score)
-                    - (
-                        0.5 * (math.dist(c[:2], expected) / s.framing_sigma_mm) ** 2
-                        if math.isfinite(s.framing_sigma_mm)
-                        else 0.0
-                    )
-                    for c in cands
-                ],
-                dtype=np.float64,
-            )
-            + bonus
-            for cands, expected, bonus in zip(
-                candidates, framing, problem.anchor_bonus, strict=True
-            )
-        ]
-        self.points = [
-            np.array([(c[0], c[1]) for c in cands], dtype=np.float64).reshape(-1, 2)
-            for cands in candidates
-        ]
-        # Pairwise log-priors (caudal i -> cranial i+1): the angle's, -inf outside the domain's
-        # range; the distance's follows with the scale.
-        self.angles: list[np.ndarray] = []
-        self._log_distance: list[np.ndarray] = []  # log(distance / template distance)
-        self._angle_prior: list[np.ndarray] = []
-        self._distance_sigma = s.distance_sigma
-        for i in range(len(names) - 1):
-            a, b = self.points[i], self.points[i + 1]
-            dx = b[None, :, 0] - a[:, None, 0]
-            dy = b[None, :, 1] - a[:, None, 1]
-            distance = np.hypot(dx, dy)
-            angle = np.degrees(np.arctan2(dx, -dy))
-            pair = localizer.domain.pair(names[i], names[i + 1])
-            t_distance, t_angle = localizer.reference.step(names[i], names[i + 1])
-            prior = -0.5 * (((angle - t_angle + 180) % 360 - 180) / s.angle_sigma_deg) ** 2
-            inside = (
-                (distance >= pair.min_mm)
-                & (distance <= pair.max_mm)
-                & (angle >= pair.min_deg)
-                & (angle <= pair.max_deg)
-            )
-            self._angle_prior.append(np.where(inside, prior, -np.inf))
-            self._log_distance.append(np.log(np.maximum(distance, 1e-6) / t_distance))
-            self.angles.append(angle)
-        self.pairwise = self._pairwise(scale)
-        self._precompute()
-
-    def _pairwise(self, scale: float) -> list[np.ndarray]:
-        """Pairwise log-priors with the template's step lengths times ``scale``."""
-        shift = math.log(scale)
-        return [
-            angle_prior - 0.5 * ((log_distance - shift) / self._distance_sigma) ** 2
-            for angle_prior, log_distance in zip(self._angle_prior, self._log_distance, strict=True)
-        ]
-
-    def rescaled(self, scale: float) -> ChainSolver:
-        """The same problem with the template's step lengths times ``scale`` (the image's own
-        vertebra size): only the distance priors change."""
-        other = copy.copy(self)
-        other.scale = scale
-        other.pairwise = self._pairwise(scale)
-        return other
-
-    def _precompute(self) -> None:
-        """What every solve shares: turn priors between consecutive steps and, per vertebra
-        and side, which candidates may end the chain there."""
-        self.turn_priors: list[np.ndarray] = [np.zeros((0, 0, 0))]
-        for i in range(1, len(self.names) - 1):
-            turn = self.angles[i][None, :, :] - self.angles[i - 1][:, :, None]  # (k, j, l)
-            turn = (turn + 180) % 360 - 180
-            self.turn_priors.append(
-                np.where(
-                    np.abs(turn) <= self.turn_limit, -0.5 * (turn / self.turn_sigma) ** 2, -np.inf
-                )
-            )
-        # Vertebrae may be left out beyond an end only if they are out of view: one template
-        # step beyond the end candidate must fall outside the image (or within border_mm of
-        # its edge). That depends only on the end candidates, so it is exact as a unary term.
-        self.end_penalty: dict[tuple[int, int], np.ndarray] = {}
-        for i in range(len(self.names)):
-            for beyond in (i - 1, i + 1):
-                penalty = np.zeros(len(self.points[i]))
-                if 0 <= beyond < len(self.names) and self.names[beyond] not in self.optional:
-                    tx, ty = self.template_vector(self.names[i], self.names[beyond])
-                    for j, (x, y) in enumerate(self.points[i]):
-                        if self.inside(x + tx, y + ty):
-                            penalty[j] = -np.inf
-                self.end_penalty[(i, beyond)] = penalty
-
-    def _best(self, banned: tuple[int, int] | None = None) -> ChainChoice:
-        """Best chain over every run start..end of present vertebrae (the others out of
-        view): one forward pass per start scores every end at once."""
-        n = len(self.names)
-        unary = self.unary
-        if banned is not None:
-            unary = [u.copy() for u in self.unary]
-            unary[banned[0]][banned[1]] = -np.inf
-        best_score, best_path = -math.inf, [None] * n
-        for start in range(n):
-            first = unary[start] + self.end_penalty[(start, start - 1)]
-            if not first.size:
-                continue
-            single = first + self.end_penalty[(start, start + 1)]
-            j = int(np.argmax(single))
-            score = float(single[j]) + self.missing_unary * (n - 1)
-            if score > best_score:
-                best_score, best_path = score, [None] * start + [j] + [None] * (n - start - 1)
-            # state[k, j]: best score with vertebra e at candidate j and e-1 at candidate k.
-            state: np.ndarray | None = None
-            back: list[np.ndarray] = []
-            for e in range(start + 1, n):
-                if state is None:
-                    state = first[:, None] + self.pairwise[start] + unary[e][None, :]
-                else:
-                    total = state[:, :, None] + self.turn_priors[e - 1] + self.pairwise[e - 1][None]
-                    back.append(np.argmax(total, axis=0))  # best k for each (j, l)
-                    state = np.max(total, axis=0) + unary[e][None, :]
-                if not state.size:
-                    break
-                ended = state + self.end_penalty[(e, e + 1)][None, :]
-                flat = int(np.argmax(ended))
-                score = float(ended.flat[flat]) + self.missing_unary * (n - (e - start + 1))
-                if score > best_score:
-                    k, j = np.unravel_index(flat, ended.shape)
-                    path = [int(j), int(k)]
-                    for pointers in reversed(back):
-                        path.append(int(pointers[path[-1], path[-2]]))
-                    path.reverse()
-                    best_score = score
-                    best_path = [None] * start + path + [None] * (n - e - 1)
-        return ChainChoice(best_score, best_path)
-
-    def best(self) -> ChainChoice:
-        return self._best()
-
-    def best_without(self, index: int, choice: int) -> ChainChoice:
-        """The best chain that does not put vertebra ``index`` at candidate ``choice``."""
-        return self._best((index, choice))
-
-
 def localize(
     fmap: FeatureMap,
     reference: TemplateReference,
@@ -836,7 +495,7 @@ def _results(localizer: Localizer, located: dict[str, Located]) -> list[Landmark
         if same_kind and item.position is not None:
             previous = located.get(same_kind[-1])
             if previous is not None and previous.position is not None:
-                distance, angle = _step(previous.position, item.position)
+                distance, angle = step_between(previous.position, item.position)
         confidence = item.confidence
         if math.isnan(confidence):
             confidence = 1.0 if item.status == OK else 0.0

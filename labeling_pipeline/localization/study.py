@@ -12,7 +12,8 @@ from labeling_pipeline.imaging.study import StudyImages
 from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.plausibility import flag_if_not_spine
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
-from labeling_pipeline.localization.search import STRATEGIES, SearchSettings, localize
+from labeling_pipeline.localization.search import localize
+from labeling_pipeline.localization.settings import STRATEGIES, SearchSettings
 
 
 @dataclass

@@ -1,0 +1,53 @@
+"""How the search runs: the strategy names and their parameters."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+STRATEGIES = ("plain", "ordered", "restricted", "adaptive", "chain")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Search parameters; defaults follow from anatomy and the feature scale, not tuning.
+
+    ``similarity_weight`` converts cosine similarity into the same units as the spatial
+    log-priors: a 0.1 gain in similarity is worth one standard deviation of spatial misfit.
+    """
+
+    strategy: str = "chain"
+    search_mm: float = 1.0
+    candidates: int = 8
+    peak_separation_mm: float = 10.0
+    similarity_weight: float = 10.0
+    distance_sigma: float = 0.2  # relative deviation from the template's step length
+    angle_sigma_deg: float = 25.0  # deviation from the template's step angle
+    turn_sigma_deg: float = 15.0  # change of direction between consecutive steps
+    missing_fraction: float = 0.75  # a vertebra out of view costs as much as a match of
+    # this share of the image's typical best score
+    gap_fraction: float = 0.5  # an inner vertebra left as a gap scores this share of typical
+    border_mm: float = 8.0  # a centre closer than this to the edge shows too little of the body
+    # Confidence = logistic(slope * margin + offset), the margin being how much better the best
+    # chain scores than the best chain that places the vertebra elsewhere: the probability that
+    # the label is right. Fitted by benchmarks/calibrate_confidence.py (logistic regression,
+    # every data family weighted equally) on real template/target pairs (both real sets, every
+    # image as the template in turn, within and across the sets) and the hard synthetic
+    # families, not on easy phantoms alone.
+    confidence_slope: float = 1.03
+    confidence_offset: float = -0.20
+    # Below 3:1 odds of being right, a person should look: a wrong label marked ok poisons the
+    # dataset, a flagged one costs a reviewer a click.
+    min_confidence: float = 0.75
+    # Optional prior that the image is framed like the template (mm, inf = none). Studies of
+    # one protocol are framed alike, but archives mix protocols and fields of view (T10 to the
+    # sacrum, L2 to S1), where such a prior shifts the whole chain by a level: off by default.
+    framing_sigma_mm: float = math.inf
+    # The count is anchored on unique levels (the domain's anchors, e.g. the sacrum): an anchor
+    # candidate scores by how much more it looks like the anchor than like its neighbour level,
+    # and the neighbour's candidates the other way round, times this weight.
+    anchor_weight: float = 2.0
+    # Vertebra size varies by +-20 % between people (and with pixel spacing errors): the chain
+    # is solved with the template's step lengths scaled by each of these factors, best kept.
+    scales: tuple[float, ...] = (0.82, 0.9, 1.0, 1.1, 1.22)
+    disc_radius_fraction: float = 0.3  # disc search radius as a share of the vertebra step
