@@ -13,25 +13,20 @@ so running the same command again after an interruption labels only what is left
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from labeling_pipeline.cli.errors import failure_text
-from labeling_pipeline.cli.instance import PROJECT_ROOT, environment_variables, instance_at
+from labeling_pipeline.cli.instance import environment_variables, instance_at
 from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV, PipelinePaths
 
 SOURCES = ("archive", "incoming", "dicomweb")
 BACKFILL_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset", "curated_labels")
-DAEMON_FRESH_S = 60.0  # a daemon whose heartbeat is older is taken for gone
 ENDING_WAIT_S = 35.0  # how long a daemon started here gets to mark an ended backfill so
 
 
@@ -48,20 +43,23 @@ class BackfillSummary:
     seconds: float = 0.0
     status: str = ""
     interrupted_by: int = 0
-    canceled_runs: int = 0
+    canceled_runs: list[str] = field(default_factory=list)
     detached: bool = False
     error: str = ""
     daemon_started: bool = False
+    dicomweb: str = ""  # the sync of the range from LABELING_DICOMWEB_URL ("" when unset)
+    dicomweb_failed: bool = False  # the server could not be searched, or a study not retrieved
 
     @property
     def succeeded(self) -> bool:
-        return not (self.error or self.interrupted_by or self.studies_failed) and (
-            self.detached or self.studies_done == self.studies_selected
-        )
+        bad = self.error or self.interrupted_by or self.studies_failed or self.dicomweb_failed
+        return not bad and (self.detached or self.studies_done == self.studies_selected)
 
 
 def format_backfill_summary(summary: BackfillSummary) -> str:
     lines = [f"backfill:         {summary.backfill_id or '(none launched)'}"]
+    if summary.dicomweb:
+        lines.append(f"dicomweb:         {summary.dicomweb}")
     lines.append(
         f"studies:          {summary.studies_selected} to label"
         f" ({summary.studies_finished_before} already labelled from their current files)"
@@ -87,7 +85,8 @@ def format_backfill_summary(summary: BackfillSummary) -> str:
     if summary.interrupted_by:
         name = signal.Signals(summary.interrupted_by).name
         lines.append(
-            f"INTERRUPTED by {name}: backfill canceled, {summary.canceled_runs} runs canceled; "
+            f"INTERRUPTED by {name}: backfill canceled, {len(summary.canceled_runs)} runs "
+            "canceled; "
             "run the same command again to label the rest"
         )
     lines.append(f"status:           {summary.status}")
@@ -118,149 +117,49 @@ def finished_studies(instance, catalog, keys: list[str]) -> set[str]:
     return done
 
 
-def daemon_running(instance) -> bool:
-    """Whether a Dagster daemon has recently reported for this instance."""
-    now = time.time()
-    return any(
-        now - beat.timestamp < DAEMON_FRESH_S
-        for beat in instance.get_daemon_heartbeats().values()
-        if beat.daemon_type == "BACKFILL"
+def sync_dicomweb_range(data_dir: Path, first_date: str, last_date: str) -> tuple[str, bool]:
+    """With ``LABELING_DICOMWEB_URL`` set, retrieve the server's studies of the StudyDate range
+    into the data directory's DICOMweb cache (the catalog then lists them, source
+    ``dicomweb``). Returns one line for the summary ("" without a server) and whether the
+    server could not be searched or a study failed to come (tried again next time)."""
+    from labeling_pipeline.imaging.dicomweb import (
+        DateRange,
+        DicomwebConfigError,
+        DicomwebError,
+        DicomwebSettings,
+        sync_data_dir,
     )
 
-
-@contextlib.contextmanager
-def daemon_for(instance, home: Path) -> Iterator[bool]:
-    """A Dagster daemon for the instance at ``home`` while the block runs: the running one, or
-    one started here (over ``workspace.yaml``) and stopped afterwards. Yields whether it was
-    started here."""
-    if daemon_running(instance):
-        yield False
-        return
-    workspace = PROJECT_ROOT / "workspace.yaml"
-    daemon = Path(sys.executable).with_name("dagster-daemon")
-    command = [str(daemon)] if daemon.exists() else [sys.executable, "-m", "dagster._daemon"]
-    process = subprocess.Popen(
-        [*command, "run", "-w", str(workspace)],
-        cwd=home,
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # a Ctrl-C in the terminal is ours to handle, not its
-    )
     try:
-        yield True
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        settings = DicomwebSettings.from_env()
+    except DicomwebConfigError as error:
+        return f"DICOMweb settings: {error}", True
+    if settings is None:
+        return "", False
+    dates = DateRange(first_date, last_date)
+    try:
+        report = sync_data_dir(settings, data_dir, dates)
+    except DicomwebError as error:
+        return f"{settings.server_url}: NOT SEARCHED, {error.message}", True
+    counts = ", ".join(f"{name} {count}" for name, count in report.counts().items())
+    failed = report.by_status("failed")
+    reasons = sorted({outcome.reason for outcome in failed})
+    line = f"{settings.server_url} StudyDate {dates.query()}: {counts}"
+    return line + (f" (failed: {', '.join(reasons)})" if reasons else ""), bool(failed)
 
 
-class _Progress:
-    """Studies done of total, images per second and time left, on one line (a terminal) or
-    one line every ``every_s`` seconds (a log)."""
-
-    def __init__(self, total: int, stream: TextIO, quiet: bool, every_s: float = 10.0) -> None:
-        self.total, self.stream, self.quiet, self.every_s = total, stream, quiet, every_s
-        self.started = time.perf_counter()
-        self.last = 0.0
-        self.shown: tuple[int, int] = (-1, -1)
-        self.tty = stream.isatty()
-
-    def show(self, done: int, images: int, failed: int) -> None:
-        if self.quiet:
-            return
-        now = time.perf_counter()
-        changed = (done, failed) != self.shown
-        if not self.tty and not changed and now - self.last < self.every_s:
-            return
-        self.last, self.shown = now, (done, failed)
-        elapsed = now - self.started
-        rate = images / elapsed if elapsed > 0 else 0.0
-        left = (self.total - done - failed) * elapsed / done if done else None
-        text = (
-            f"studies {done}/{self.total} done"
-            + (f", {failed} failed" if failed else "")
-            + f", {rate:.2f} images/s"
-            + (f", about {_duration(left)} left" if left is not None else "")
-        )
-        self.stream.write(("\r" + text + "\x1b[K") if self.tty else text + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if not self.quiet and self.tty:
-            self.stream.write("\n")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-def _labelled_so_far(instance, keys: set[str], after_storage_id: int) -> tuple[set[str], int]:
-    """Studies of ``keys`` with a ``curated_labels`` materialization after the cursor (done),
-    and their labelled images (from the batch metadata of ``label_dataset``)."""
-    import dagster as dg
-
-    from labeling_pipeline.defs.labels.assets import study_metadata
-
-    done: set[str] = set()
-    for record in _records(instance, dg.AssetKey("curated_labels"), after_storage_id):
-        partition = record.asset_materialization.partition
-        if partition in keys:
-            done.add(partition)
-    images = 0
-    for record in _records(instance, dg.AssetKey("label_dataset"), after_storage_id):
-        materialization = record.asset_materialization
-        if materialization.partition in done:
-            study = study_metadata(dict(materialization.metadata), materialization.partition)
-            images += int(study.get("images", 0))
-    return done, images
-
-
-def _records(instance, asset_key, after_storage_id: int):
-    import dagster as dg
-
-    cursor = None
-    while True:
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, after_storage_id=after_storage_id),
-            limit=1000,
-            cursor=cursor,
-        )
-        yield from result.records
-        if not result.has_more:
-            return
-        cursor = result.cursor
-
-
-def _cancel(instance, backfill_id: str) -> int:
-    """Cancel the backfill and every unfinished run it launched; returns how many runs."""
+def _cancel(instance, backfill_id: str) -> list[str]:
+    """Cancel the backfill and every unfinished run it launched; returns their ids."""
     import dagster as dg
     from dagster._core.execution.backfill import BulkActionStatus
+
+    from labeling_pipeline.cli.launch import cancel_runs
 
     backfill = instance.get_backfill(backfill_id)
     if backfill is not None and backfill.status == BulkActionStatus.REQUESTED:
         instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
-    canceled = 0
-    runs = instance.get_runs(
-        filters=dg.RunsFilter(
-            tags={"dagster/backfill": backfill_id},
-            statuses=[
-                dg.DagsterRunStatus.QUEUED,
-                dg.DagsterRunStatus.NOT_STARTED,
-                dg.DagsterRunStatus.STARTING,
-                dg.DagsterRunStatus.STARTED,
-            ],
-        )
-    )
-    for run in runs:
-        with contextlib.suppress(Exception):  # a run that ended meanwhile
-            instance.run_coordinator.cancel_run(run.run_id)
-        canceled += 1
-    return canceled
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    return cancel_runs(instance, [run.run_id for run in runs])
 
 
 def launch_backfill(
@@ -281,11 +180,26 @@ def launch_backfill(
     import dagster as dg
     from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
 
-    from labeling_pipeline.cli.run import _SignalWatch, current_template_run
-    from labeling_pipeline.definitions import defs
-    from labeling_pipeline.defs.ingestion.assets import dicom_catalog
-    from labeling_pipeline.defs.jobs import catalog_and_template_job
-    from labeling_pipeline.defs.runs import fail_runs_of_dead_processes, process_tags
+    from labeling_pipeline.cli.launch import (
+        CodeLocationRuns,
+        FinishedRun,
+        Progress,
+        cancel_runs,
+        daemon_for,
+        daemon_running,
+        labelled_so_far,
+        paths_run_config,
+        wait_for_runs,
+    )
+    from labeling_pipeline.cli.run import (
+        CATALOG_AND_TEMPLATE_JOB,
+        DICOM_CATALOG,
+        TRIGGER_TAG,
+        Interrupted,
+        _SignalWatch,
+        current_template_run,
+    )
+    from labeling_pipeline.defs.runs import fail_runs_of_dead_processes
     from labeling_pipeline.imaging.dicom import studies_between
     from labeling_pipeline.labels.catalog import read_catalog
 
@@ -293,6 +207,8 @@ def launch_backfill(
     summary = BackfillSummary()
     started = time.perf_counter()
     environment = {DATA_DIR_ENV: str(paths.data_dir), OUTPUT_DIR_ENV: str(paths.output_dir)}
+    # The backfill's runs read and write the command's directories whichever daemon runs them.
+    paths_config = paths_run_config(paths.data_dir, paths.output_dir)
     watch = _SignalWatch()
     with (
         watch.installed(),
@@ -300,14 +216,28 @@ def launch_backfill(
         instance_at(dagster_home) as instance,
     ):
         fail_runs_of_dead_processes(instance)
-        template_run = current_template_run(instance, paths)
-        prepare = defs.resolve_job_def(catalog_and_template_job.name).execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            tags=process_tags(),
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            asset_selection=[dicom_catalog.key] if template_run else None,
+        summary.dicomweb, summary.dicomweb_failed = sync_dicomweb_range(
+            paths.data_dir, first_date, last_date
         )
+        template_run = current_template_run(instance, paths)
+        with CodeLocationRuns(instance) as location:
+            run_id = location.launch(
+                CATALOG_AND_TEMPLATE_JOB,
+                {TRIGGER_TAG: "labeling-pipeline backfill"},
+                {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **paths_config},
+                asset_selection=[dg.AssetKey(DICOM_CATALOG)] if template_run else None,
+            )
+            try:
+                signum = wait_for_runs(instance, [run_id], watch.pending)
+            except Interrupted as interruption:
+                signum = interruption.signum
+            if signum:
+                cancel_runs(instance, [run_id])
+                summary.interrupted_by = signum
+                summary.error = f"interrupted while cataloguing (run {run_id} canceled)"
+                return summary
+            prepare = FinishedRun.read(instance, run_id)
+            asset_graph = location.repository.asset_graph
         if not prepare.success:
             summary.error = f"catalog or template run {prepare.run_id}: {failure_text(prepare)}"
             return summary
@@ -326,16 +256,16 @@ def launch_backfill(
         backfill_id = uuid.uuid4().hex[:8]
         backfill = PartitionBackfill.from_asset_partitions(
             backfill_id=backfill_id,
-            asset_graph=defs.resolve_asset_graph(),
+            asset_graph=asset_graph,
             partition_names=todo,
             asset_selection=[dg.AssetKey(name) for name in BACKFILL_ASSETS],
             backfill_timestamp=time.time(),
-            tags={"labeling/trigger": "labeling-pipeline backfill"},
+            tags={TRIGGER_TAG: "labeling-pipeline backfill"},
             dynamic_partitions_store=instance,
             all_partitions=False,
             title=f"StudyDate {first_date}-{last_date}" + (f" ({source})" if source else ""),
             description=f"labeling-pipeline backfill of {len(todo)} studies",
-            run_config=None,
+            run_config=paths_config,
         )
         instance.add_backfill(backfill)
         summary.backfill_id = backfill_id
@@ -349,13 +279,13 @@ def launch_backfill(
             return summary
 
         wanted = set(todo)
-        progress = _Progress(len(todo), stream, quiet)
+        progress = Progress(len(todo), stream, quiet)
         with daemon_for(instance, dagster_home) as started_here:
             summary.daemon_started = started_here
             ended_at = 0.0
             try:
                 while True:
-                    done, images = _labelled_so_far(instance, wanted, cursor)
+                    done, images = labelled_so_far(instance, wanted, cursor)
                     failed = _failed_studies(instance, backfill_id, wanted - done)
                     summary.studies_done, summary.images = len(done), images
                     summary.studies_failed = sorted(failed)
@@ -378,7 +308,7 @@ def launch_backfill(
                             summary.status = "COMPLETED_FAILED" if failed else "COMPLETED_SUCCESS"
                             break
                     if watch.pending():
-                        raise_interrupt(watch.pending())
+                        raise Interrupted(watch.pending())
                     time.sleep(poll_s)
             except BaseException as error:
                 signum = getattr(error, "signum", 0) or (
@@ -387,18 +317,14 @@ def launch_backfill(
                 if not signum:
                     raise
                 summary.interrupted_by = signum
+                progress.close()
+                progress.say("interrupted: canceling the backfill and the runs it launched ...")
                 summary.canceled_runs = _cancel(instance, backfill_id)
                 summary.status = "canceled"
             finally:
                 progress.close()
         summary.seconds = time.perf_counter() - started
     return summary
-
-
-def raise_interrupt(signum: int) -> None:
-    from labeling_pipeline.cli.run import Interrupted
-
-    raise Interrupted(signum)
 
 
 def _runs_in_flight(instance, backfill_id: str) -> bool:

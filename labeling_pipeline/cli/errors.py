@@ -22,7 +22,12 @@ def root_cause(error: object) -> str:
 
 
 def failure_text(result: object) -> str:
-    """The first step failure of a run, in one line."""
+    """The first step failure of a run, in one line; else why the run itself failed (a
+    launched run can fail outside its steps: a resource, the run worker)."""
     for event in result.get_step_failure_events():  # type: ignore[attr-defined]
         return f"{event.step_key}: {root_cause(event.step_failure_data.error)}"
-    return "run failed"
+    error = getattr(result, "run_failure_error", lambda: None)()
+    if error is not None:
+        return root_cause(error)
+    message = getattr(result, "run_failure_message", lambda: "")()
+    return message.strip().splitlines()[0] if message.strip() else "run failed"

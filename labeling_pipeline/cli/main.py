@@ -48,16 +48,22 @@ def _run_command(args: argparse.Namespace) -> int:
     elif not home.is_dir():
         print(f"labeling-pipeline: DAGSTER_HOME {home} is not a directory", file=sys.stderr)
         return EXIT_USAGE
+    from labeling_pipeline.cli.launch import DetachNeedsDaemon, LocationUnavailable
     from labeling_pipeline.locks import OutputDirectoryBusy
 
     try:
-        summary = run_pipeline(paths, args.partition, args.log_level, home)
+        summary = run_pipeline(
+            paths, args.partition, args.log_level, home, quiet=args.quiet, detach=args.detach
+        )
     except OutputDirectoryBusy as error:
         print(f"labeling-pipeline: {error}", file=sys.stderr)
         return EXIT_BUSY
-    except ValueError as error:
+    except (ValueError, DetachNeedsDaemon) as error:
         print(f"labeling-pipeline: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except LocationUnavailable as error:
+        print(f"labeling-pipeline: {error}", file=sys.stderr)
+        return EXIT_FAILED
     print(format_summary(summary))
     if summary.interrupted_by:
         return 128 + summary.interrupted_by
@@ -149,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="label every study under the data directory",
         description="Catalogue incoming/ and archive/, build the template reference and label "
-        "every study, recording the runs in the Dagster instance at DAGSTER_HOME.",
+        "every study: runs of the code location (as the UI launches them, each in a process "
+        "of its own) recorded in the Dagster instance at DAGSTER_HOME. Shows progress; "
+        "Ctrl-C cancels the runs it launched.",
     )
     run.add_argument(
         "--data-dir",
@@ -170,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="WARNING",
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="Dagster events printed while running (default: WARNING)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="once the catalog is made, hand the label runs to the running daemon's queue "
+        "(make ui) and return; no QA report then",
     )
     run.set_defaults(handler=_run_command)
 

@@ -41,7 +41,19 @@ def format_summary(summary: RunSummary) -> str:
         return "\n".join(lines)
     if summary.interrupted_by and not summary.studies_planned:
         name = signal.Signals(summary.interrupted_by).name
-        lines.append(f"INTERRUPTED by {name} before labelling; no study was started")
+        lines.append(
+            f"INTERRUPTED by {name} before labelling; no study was started"
+            + (f" ({len(summary.canceled_runs)} runs canceled)" if summary.canceled_runs else "")
+        )
+        return "\n".join(lines)
+    if summary.detached_runs:
+        lines.append(
+            f"detached:         {summary.studies_planned} studies in "
+            f"{len(summary.detached_runs)} label runs queued for the daemon "
+            f"({', '.join(run_id[:8] for run_id in summary.detached_runs[:5])}"
+            + (", ..." if len(summary.detached_runs) > 5 else "")
+            + "); follow them in the UI (make ui); no QA report made"
+        )
         return "\n".join(lines)
     lines += [
         f"studies:          {len(summary.studies)} ({done} labelled, "
@@ -99,7 +111,7 @@ def format_summary(summary: RunSummary) -> str:
         name = signal.Signals(summary.interrupted_by).name
         lines.append(
             f"INTERRUPTED by {name}: {len(summary.studies)} of {summary.studies_planned} "
-            "studies were run; the run in progress was stopped, the rest not started"
+            f"studies were run; {len(summary.canceled_runs)} runs canceled, the rest not started"
         )
     lines.append(f"time:             {summary.seconds:.1f} s")
     return "\n".join(lines)

@@ -1,11 +1,11 @@
 """The run loop: catalogue and template first, then one ``label_study_job`` run per batch of
-studies (up to ``STUDIES_PER_RUN``, a contiguous range of partition keys), then the outputs of
-images no longer labelled removed.
+studies (up to ``STUDIES_PER_RUN``, a contiguous range of partition keys), the QA report, then
+the outputs of images no longer labelled removed. Every run is a run of the code location,
+launched as the UI launches one (:mod:`labeling_pipeline.cli.launch`).
 
 A SIGINT or SIGTERM ends the whole command, not only the current study: the run in progress is
-marked failed (Dagster does that when its step is interrupted), no further study is started,
-and the summary of what was done is returned with the signal (the exit status is then
-128 + the signal's number: 130, 143).
+canceled (through the run launcher), no further study is started, and the summary of what was
+done is returned with the signal (the exit status is then 128 + the signal's number: 130, 143).
 """
 
 from __future__ import annotations
@@ -13,16 +13,27 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
 from labeling_pipeline.cli.errors import failure_text
 from labeling_pipeline.cli.instance import environment_variables, instance_at
 from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV, PipelinePaths
+
+# The code location's jobs and assets the command line runs and reads (defs/jobs.py).
+CATALOG_AND_TEMPLATE_JOB = "catalog_and_template_job"
+LABEL_STUDY_JOB = "label_study_job"
+QA_REPORT_JOB = "qa_report_job"
+DICOM_CATALOG = "dicom_catalog"
+TEMPLATE_REFERENCE = "template_reference"
+TRIGGER_TAG = "labeling/trigger"  # which command made a run (the backfill's runs have it too)
 
 
 @dataclass
@@ -48,6 +59,8 @@ class RunSummary:
     ``reconciled``: images whose outputs were removed because the catalog no longer labels
     them (None when reconciliation did not run: partial scan, chosen partitions, interrupted).
     ``stale_runs_failed``: runs left unfinished by dead processes, marked failed on start.
+    ``canceled_runs``: runs an interruption canceled. ``detached_runs``: label runs handed
+    to the daemon's queue (``--detach``).
     """
 
     paths: PipelinePaths
@@ -71,6 +84,8 @@ class RunSummary:
     stale_runs_failed: list[str] = field(default_factory=list)
     temporary_files_swept: int = 0
     dicomweb: str = ""  # what the catalog run did with LABELING_DICOMWEB_URL ("" when unset)
+    canceled_runs: list[str] = field(default_factory=list)
+    detached_runs: list[str] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
@@ -82,7 +97,7 @@ class RunSummary:
 
 
 class Interrupted(BaseException):
-    """A SIGINT or SIGTERM arrived outside a Dagster run (between runs)."""
+    """A SIGINT or SIGTERM arrived."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -90,9 +105,9 @@ class Interrupted(BaseException):
 
 
 class _SignalWatch:
-    """Notices SIGINT and SIGTERM, also while Dagster has its own handlers installed (it maps
-    both to an interrupt of the running step, then lets the run fail): the wakeup file
-    descriptor receives the number of every signal that has a Python handler."""
+    """Notices SIGINT and SIGTERM (raising :class:`Interrupted`), also while another handler
+    is installed for a while: the wakeup file descriptor receives the number of every signal
+    that has a Python handler."""
 
     def __init__(self) -> None:
         self.received: list[int] = []
@@ -151,81 +166,58 @@ def _console_config(log_level: str) -> dict:
     return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
-def _finish_interrupted_run(instance: object, run_id: str, signum: int) -> None:
-    """Make sure the run a signal interrupted does not stay in progress."""
-    run = instance.get_run_by_id(run_id)  # type: ignore[attr-defined]
-    if run is not None and not run.is_finished:
-        instance.report_run_canceled(  # type: ignore[attr-defined]
-            run, f"labeling-pipeline received {signal.Signals(signum).name}; run canceled"
-        )
-
-
 def run_pipeline(
     paths: PipelinePaths,
     partitions: Sequence[str] | None = None,
     log_level: str = "WARNING",
     dagster_home: Path | None = None,
+    quiet: bool = False,
+    detach: bool = False,
+    stream: TextIO | None = None,
 ) -> RunSummary:
     """Catalogue the data directory, build the template reference, then label each study
     (every study with an image to label, or only ``partitions``), one Dagster run per batch of
-    studies (the model is loaded once; a study's images go through it with the batch's).
+    studies (the model is loaded once; a study's images go through it with the batch's), then
+    write the QA report.
 
-    ``paths`` are exported as ``LABELING_DATA_DIR`` / ``LABELING_OUTPUT_DIR`` so that the
-    resources of the code location read them. A study whose run fails does not stop the others;
-    a SIGINT or SIGTERM stops everything (``RunSummary.interrupted_by``). Raises
+    Each run is a run of ``workspace.yaml``'s code location, launched by the instance's run
+    launcher in a process of its own (:mod:`labeling_pipeline.cli.launch`), as the UI launches
+    them; this command waits for each, showing progress on ``stream`` (stderr) unless
+    ``quiet``. With ``detach`` the label runs go to the daemon's queue once the catalog is made
+    and the command returns (no QA report then). ``paths`` are exported as
+    ``LABELING_DATA_DIR`` / ``LABELING_OUTPUT_DIR`` (the code server and its runs inherit them)
+    and given to every run in its run config (the UI's re-execution of a run uses them too).
+    A study whose run fails does not stop the others; a SIGINT or SIGTERM stops waiting and
+    cancels the runs launched (``RunSummary.interrupted_by``, ``canceled_runs``). Raises
     :class:`~labeling_pipeline.locks.OutputDirectoryBusy` when another live process uses the
-    output directory for another data directory or template.
+    output directory for another data directory or template, and
+    :class:`~labeling_pipeline.cli.launch.DetachNeedsDaemon` for ``detach`` without a daemon.
     """
-    # Imported here, not at the top: Dagster and torch take seconds to import, and argument
-    # errors and --help should not wait for them.
-    import dagster as dg
-
+    # Imported here, not at the top: Dagster takes seconds to import, and argument errors and
+    # --help should not wait for it.
     from labeling_pipeline.atomic import sweep_interrupted_writes
-    from labeling_pipeline.cli.launch import execute_location_run
-    from labeling_pipeline.cli.pacs import sr_store_counts
-    from labeling_pipeline.defs.ingestion.assets import dicom_catalog
-    from labeling_pipeline.defs.ingestion.partitions import (
-        STUDIES_PARTITION_NAME,
-        STUDIES_PER_RUN,
-        contiguous_batches,
-        range_tags,
-    )
-    from labeling_pipeline.defs.jobs import (
-        catalog_and_template_job,
-        label_study_job,
-        qa_report_job,
-    )
-    from labeling_pipeline.defs.resources import pinned_input_tag
-    from labeling_pipeline.defs.runs import fail_runs_of_dead_processes, process_tags
-    from labeling_pipeline.defs.template.assets import template_reference
-    from labeling_pipeline.imaging.dicom import (
-        CatalogOutcome,
-        catalog_to_frame,
-        labelled_partition_keys,
-        scan_is_complete,
-    )
-    from labeling_pipeline.labels.catalog import read_catalog
-    from labeling_pipeline.labels.dataset import read_labels_partition
-    from labeling_pipeline.labels.reconcile import reconcile_outputs
+    from labeling_pipeline.cli.launch import CodeLocationRuns, DetachNeedsDaemon, daemon_running
+    from labeling_pipeline.defs.runs import fail_runs_of_dead_processes
     from labeling_pipeline.locks import OutputDirectoryLock, ProcessIdentity
 
-    dicom_catalog_name = dicom_catalog.op.name
     started = time.perf_counter()
-    summary = RunSummary(paths=paths, dagster_home=str(dagster_home or "(ephemeral)"))
-    run_config = _console_config(log_level)
-    tags = process_tags()
-    frames: list[pd.DataFrame] = []
-    keys: list[str] = []
-    current_run = ""
-
+    summary = RunSummary(paths=paths, dagster_home=str(dagster_home or "(temporary)"))
+    work = _Work()
     environment = {DATA_DIR_ENV: str(paths.data_dir), OUTPUT_DIR_ENV: str(paths.output_dir)}
     watch = _SignalWatch()
     with (
         watch.installed(),
         environment_variables(environment),
-        instance_at(dagster_home) as instance,
+        _instance_home(dagster_home) as home,
+        instance_at(home) as instance,
         OutputDirectoryLock(paths.output_dir, paths.inputs_digest()) as holder,
     ):
+        if detach and not daemon_running(instance):
+            raise DetachNeedsDaemon(
+                "--detach hands the label runs to the Dagster daemon's queue, and no daemon "
+                "is running for this instance: start one (make ui) or run without --detach"
+            )
+        runs: _Runs | None = None
         try:
             summary.stale_runs_failed = fail_runs_of_dead_processes(instance)
             here = holder.identity.host
@@ -236,118 +228,258 @@ def run_pipeline(
                     sweep_unowned=not holder.others_alive(),
                 )
             )
-            current_run = "catalog"
-            # The template reference is made again only when what it is made from changed.
-            template_run = current_template_run(instance, paths)
-            prepare = execute_location_run(
-                instance,
-                catalog_and_template_job.name,
-                tags,
-                run_config,
-                asset_selection=[dicom_catalog.key] if template_run else None,
-            )
-            current_run = ""
-            summary.prepare_run_id = prepare.run_id
-            if watch.pending():
-                summary.interrupted_by = watch.pending()
-                _finish_interrupted_run(instance, prepare.run_id, summary.interrupted_by)
-            # A catalog left by an earlier run is not this run's: report it only when it was made.
-            scanned = prepare.is_node_success(dicom_catalog_name)
-            catalog = read_catalog(paths.catalog_path) if scanned else catalog_to_frame([])
-            summary.files_seen = len(catalog)
-            if scanned:
-                summary.dicomweb = _dicomweb_line(prepare, dicom_catalog_name)
-            rejected = catalog[catalog["outcome"] == CatalogOutcome.REJECTED]
-            summary.rejected_files = len(rejected)
-            summary.rejections = {
-                str(k): int(v) for k, v in rejected["reason_code"].value_counts().items()
-            }
-            if summary.interrupted_by:
-                return _finished(summary, frames, started, keys)
-            if not prepare.success:
-                summary.prepare_error = failure_text(prepare)
-                return _finished(summary, frames, started, keys)
-
-            keys = labelled_partition_keys(catalog)
-            if partitions:
-                unknown = sorted(set(partitions) - set(keys))
-                if unknown:
-                    raise ValueError(
-                        f"no study with an image to label has partition key {unknown}; "
-                        f"known keys: {keys}"
-                    )
-                keys = [key for key in keys if key in set(partitions)]
-            summary.studies_planned = len(keys)
-
-            # Every label run reads the catalog and the template reference this command made,
-            # whatever another process sharing the output directory materializes meanwhile.
-            label_tags = {
-                **tags,
-                pinned_input_tag(template_reference.key): template_run or prepare.run_id,
-            }
-            ordered = list(instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
-            queue = contiguous_batches(ordered, keys, STUDIES_PER_RUN)
-            while queue:
-                batch = queue.pop(0)
-                current_run = batch[0]
-                batch_tags = {**label_tags, **range_tags(batch)}
-                if len(batch) == 1:
-                    batch_tags = {**label_tags, "dagster/partition": batch[0]}
-                result = execute_location_run(
-                    instance, label_study_job.name, batch_tags, run_config
-                )
-                current_run = ""
-                named = failed_studies(result)
-                if not result.success and named and set(named) < set(batch):
-                    # The batch is materialized as a whole: label its other studies again (their
-                    # features are reused) in runs of their own, and report the named ones.
-                    rest = [key for key in batch if key not in named]
-                    queue[:0] = contiguous_batches(ordered, rest, STUDIES_PER_RUN)
-                    outcomes = [
-                        StudyOutcome(key, result.run_id, False, named[key]) for key in named
-                    ]
-                    summary.studies.extend(outcomes)
-                    batch = list(named)
-                else:
-                    outcomes = _batch_outcomes(batch, result, dg)
-                    summary.studies.extend(outcomes)
-                # The batch's SR write-back counts, once (on its first study): totals add up.
-                outcomes[0].sr_store = sr_store_counts(result)
-                for key in batch:
-                    frames.append(read_labels_partition(paths.labels_dir, key))
-                if watch.pending():
-                    summary.interrupted_by = watch.pending()
-                    _finish_interrupted_run(instance, result.run_id, summary.interrupted_by)
-                    for outcome in outcomes:
-                        outcome.success = False
-                        outcome.error = outcome.error or "interrupted"
-                    return _finished(summary, frames, started, keys)
-            if keys:
-                report = execute_location_run(instance, qa_report_job.name, tags, run_config)
-                summary.qa_report_error = "" if report.success else failure_text(report)
-
-            if partitions:
-                summary.reconcile_skipped = "only chosen partitions were labelled"
-            elif not scan_is_complete(catalog):
-                summary.reconcile_skipped = "the scan could not read every folder"
-            elif not (paths.incoming_dir.is_dir() or paths.archive_dir.is_dir()):
-                summary.reconcile_skipped = "neither incoming/ nor archive/ was found"
-            else:
-                report = reconcile_outputs(
-                    catalog,
-                    paths.labels_dir,
-                    paths.overlays_dir,
-                    paths.features_path,
-                    paths.sr_dir,
-                    paths.curated_dir,
-                )
-                summary.reconciled = len(report.images)
+            with CodeLocationRuns(instance) as location:
+                runs = _Runs(instance, location, watch, stream or sys.stderr, quiet)
+                runs.run_config = {
+                    **_console_config(log_level),
+                    **runs.paths_config(paths),
+                }
+                try:
+                    finished = _label(runs, summary, work, partitions, detach)
+                except Interrupted:
+                    # While the code server that launched them still runs: it stops them.
+                    summary.canceled_runs = runs.cancel_all()
+                    raise
+            if finished:
+                _reconcile(summary, work, partitions)
         except Interrupted as interruption:
             summary.interrupted_by = interruption.signum
-            if current_run:
-                for run in instance.get_runs(limit=1):
-                    _finish_interrupted_run(instance, run.run_id, interruption.signum)
-    return _finished(summary, frames, started, keys)
+            launched = runs.launched if runs is not None else []
+            _interrupted_outcomes(summary, instance, launched)
+    return _finished(summary, work.frames, started, work.keys)
+
+
+@dataclass
+class _Work:
+    """What the run loop gathered: the catalog, the studies to label, their labels."""
+
+    catalog: pd.DataFrame | None = None
+    keys: list[str] = field(default_factory=list)
+    frames: list[pd.DataFrame] = field(default_factory=list)
+
+
+class _Runs:
+    """Launches this command's runs one at a time and waits for each (progress, signals)."""
+
+    def __init__(self, instance, location, watch: _SignalWatch, stream: TextIO, quiet: bool):
+        from labeling_pipeline.cli.launch import Progress
+
+        self.instance, self.location, self.watch = instance, location, watch
+        self.stream, self.quiet = stream, quiet
+        self.run_config: dict = {}
+        self.launched: list[str] = []
+        self.progress = Progress(0, stream, quiet=True)
+
+    @staticmethod
+    def paths_config(paths: PipelinePaths) -> dict:
+        from labeling_pipeline.cli.launch import paths_run_config
+
+        return paths_run_config(paths.data_dir, paths.output_dir)
+
+    def run_to_end(self, job_name: str, tags: dict, asset_selection=None, on_poll=None):
+        """Launch a run, wait for it to end; what it did (a ``FinishedRun``)."""
+        from labeling_pipeline.cli.launch import FinishedRun, wait_for_runs
+
+        run_id = self.location.launch(job_name, tags, self.run_config, asset_selection)
+        self.launched.append(run_id)
+        signum = wait_for_runs(self.instance, [run_id], self.watch.pending, on_poll)
+        if signum:
+            raise Interrupted(signum)
+        return FinishedRun.read(self.instance, run_id)
+
+    def cancel_all(self) -> list[str]:
+        from labeling_pipeline.cli.launch import cancel_runs
+
+        self.progress.close()
+        self.progress.say("interrupted: canceling the runs this command launched ...")
+        canceled = cancel_runs(self.instance, self.launched)
+        self.progress.say(f"{len(canceled)} runs canceled")
+        return canceled
+
+
+def _label(
+    runs: _Runs,
+    summary: RunSummary,
+    work: _Work,
+    partitions: Sequence[str] | None,
+    detach: bool,
+) -> bool:
+    """The runs: catalog and template, the label batches, the QA report. Returns whether they
+    all ran here (False: the catalog failed, or the label runs were detached)."""
+    import dagster as dg
+
+    from labeling_pipeline.cli.launch import Progress, labelled_so_far
+    from labeling_pipeline.cli.pacs import sr_store_counts
+    from labeling_pipeline.defs.ingestion.partitions import (
+        STUDIES_PARTITION_NAME,
+        STUDIES_PER_RUN,
+        contiguous_batches,
+    )
+    from labeling_pipeline.defs.resources import pinned_input_tag
+    from labeling_pipeline.imaging.dicom import (
+        CatalogOutcome,
+        catalog_to_frame,
+        labelled_partition_keys,
+    )
+    from labeling_pipeline.labels.catalog import read_catalog
+    from labeling_pipeline.labels.dataset import read_labels_partition
+
+    paths, instance = summary.paths, runs.instance
+    tags = {TRIGGER_TAG: "labeling-pipeline run"}
+    # The template reference is made again only when what it is made from changed.
+    template_run = current_template_run(instance, paths)
+    prepare = runs.run_to_end(
+        CATALOG_AND_TEMPLATE_JOB,
+        tags,
+        asset_selection=[dg.AssetKey(DICOM_CATALOG)] if template_run else None,
+    )
+    summary.prepare_run_id = prepare.run_id
+    # A catalog left by an earlier run is not this run's: report it only when it was made.
+    scanned = prepare.is_node_success(DICOM_CATALOG)
+    catalog = read_catalog(paths.catalog_path) if scanned else catalog_to_frame([])
+    work.catalog = catalog
+    summary.files_seen = len(catalog)
+    if scanned:
+        summary.dicomweb = _dicomweb_line(prepare, DICOM_CATALOG)
+    rejected = catalog[catalog["outcome"] == CatalogOutcome.REJECTED]
+    summary.rejected_files = len(rejected)
+    summary.rejections = {str(k): int(v) for k, v in rejected["reason_code"].value_counts().items()}
+    if not prepare.success:
+        summary.prepare_error = failure_text(prepare)
+        return False
+
+    keys = labelled_partition_keys(catalog)
+    if partitions:
+        unknown = sorted(set(partitions) - set(keys))
+        if unknown:
+            raise ValueError(
+                f"no study with an image to label has partition key {unknown}; known keys: {keys}"
+            )
+        keys = [key for key in keys if key in set(partitions)]
+    summary.studies_planned = len(keys)
+
+    # Every label run reads the catalog and the template reference this command made,
+    # whatever another process sharing the output directory materializes meanwhile.
+    template_tag = pinned_input_tag(dg.AssetKey(TEMPLATE_REFERENCE))
+    label_tags = {**tags, template_tag: template_run or prepare.run_id}
+    ordered = list(instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
+    queue = contiguous_batches(ordered, keys, STUDIES_PER_RUN)
+    if detach:
+        for batch in queue:
+            batch_tags = {**label_tags, **_batch_tags(batch)}
+            summary.detached_runs.append(
+                runs.location.submit(LABEL_STUDY_JOB, batch_tags, runs.run_config)
+            )
+        return False
+
+    work.keys = keys
+    runs.progress = progress = Progress(len(keys), runs.stream, runs.quiet)
+    cursor = instance.event_log_storage.get_maximum_record_id() or 0
+    failed: set[str] = set()
+
+    def show_progress() -> None:
+        done, images = labelled_so_far(instance, set(keys), cursor)
+        progress.show(len(done), images, len(failed - done))
+
+    while queue:
+        batch = queue.pop(0)
+        result = runs.run_to_end(
+            LABEL_STUDY_JOB, {**label_tags, **_batch_tags(batch)}, on_poll=show_progress
+        )
+        named = failed_studies(result)
+        if not result.success and named and set(named) < set(batch):
+            # The batch is materialized as a whole: label its other studies again (their
+            # features are reused) in runs of their own, and report the named ones.
+            rest = [key for key in batch if key not in named]
+            queue[:0] = contiguous_batches(ordered, rest, STUDIES_PER_RUN)
+            outcomes = [StudyOutcome(key, result.run_id, False, named[key]) for key in named]
+            batch = list(named)
+        else:
+            outcomes = _batch_outcomes(batch, result)
+        summary.studies.extend(outcomes)
+        failed.update(outcome.partition_key for outcome in outcomes if not outcome.success)
+        # The batch's SR write-back counts, once (on its first study): totals add up.
+        outcomes[0].sr_store = sr_store_counts(result)
+        for key in batch:
+            work.frames.append(read_labels_partition(paths.labels_dir, key))
+    if keys:
+        show_progress()
+        progress.close()
+        report = runs.run_to_end(QA_REPORT_JOB, tags)
+        summary.qa_report_error = "" if report.success else failure_text(report)
+    return True
+
+
+def _reconcile(summary: RunSummary, work: _Work, partitions: Sequence[str] | None) -> None:
+    """Remove the outputs of images the catalog no longer labels, after a complete run."""
+    from labeling_pipeline.imaging.dicom import scan_is_complete
+    from labeling_pipeline.labels.reconcile import reconcile_outputs
+
+    paths = summary.paths
+    if partitions:
+        summary.reconcile_skipped = "only chosen partitions were labelled"
+    elif work.catalog is None or not scan_is_complete(work.catalog):
+        summary.reconcile_skipped = "the scan could not read every folder"
+    elif not (paths.incoming_dir.is_dir() or paths.archive_dir.is_dir()):
+        summary.reconcile_skipped = "neither incoming/ nor archive/ was found"
+    else:
+        report = reconcile_outputs(
+            work.catalog,
+            paths.labels_dir,
+            paths.overlays_dir,
+            paths.features_path,
+            paths.sr_dir,
+            paths.curated_dir,
+        )
+        summary.reconciled = len(report.images)
+
+
+def _batch_tags(batch: list[str]) -> dict[str, str]:
+    """A label run's partition tags: one study's key, or the range of a batch."""
+    from labeling_pipeline.defs.ingestion.partitions import range_tags
+
+    return {"dagster/partition": batch[0]} if len(batch) == 1 else range_tags(batch)
+
+
+def _interrupted_outcomes(summary: RunSummary, instance, launched: list[str]) -> None:
+    """The label run an interruption stopped counts as failed for each of its studies."""
+    import dagster as dg
+
+    reported = {study.partition_key for study in summary.studies}
+    for run in instance.get_runs(filters=dg.RunsFilter(run_ids=launched)) if launched else []:
+        if run.job_name != LABEL_STUDY_JOB or run.status == dg.DagsterRunStatus.SUCCESS:
+            continue
+        tags = run.tags
+        batch = (
+            [tags["dagster/partition"]]
+            if tags.get("dagster/partition")
+            else _range_keys(instance, tags)
+        )
+        for key in batch:
+            if key not in reported:
+                summary.studies.append(StudyOutcome(key, run.run_id, False, "interrupted"))
+
+
+def _range_keys(instance, tags) -> list[str]:
+    from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
+
+    ordered = list(instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
+    start = tags.get("dagster/asset_partition_range_start")
+    end = tags.get("dagster/asset_partition_range_end")
+    if start not in ordered or end not in ordered:
+        return []
+    return ordered[ordered.index(start) : ordered.index(end) + 1]
+
+
+@contextlib.contextmanager
+def _instance_home(home: Path | None) -> Iterator[Path]:
+    """``home``, or a temporary instance directory for the command's runs when there is none
+    (launched runs run in processes of their own, which an in-memory instance cannot reach)."""
+    if home is not None:
+        yield home
+        return
+    with tempfile.TemporaryDirectory(prefix="labeling-dagster-") as temporary:
+        yield Path(temporary)
 
 
 def current_template_run(instance, paths: PipelinePaths) -> str | None:
@@ -391,10 +523,12 @@ def failed_studies(result) -> dict[str, str]:
     return named
 
 
-def _batch_outcomes(batch: list[str], result, dg) -> list[StudyOutcome]:
+def _batch_outcomes(batch: list[str], result) -> list[StudyOutcome]:
     """Each study's outcome from the run that labelled its batch: the run's success, and the
     checks as they went for that study (batch check results name the studies that did not
     pass in their ``studies`` metadata)."""
+    import dagster as dg
+
     outcomes = {key: StudyOutcome(key, result.run_id, result.success) for key in batch}
     if not result.success:
         error = failure_text(result)

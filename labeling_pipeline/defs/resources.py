@@ -5,8 +5,6 @@ line (``labeling-pipeline run --data-dir ...`` sets the variables) and runs laun
 UI, a sensor or a schedule all see the same ``LABELING_*`` variables (README "Configuration").
 """
 
-from __future__ import annotations
-
 import functools
 import pickle
 import time
@@ -316,7 +314,9 @@ class CatalogIOManager(dg.ConfigurableIOManager):
 @dg.definitions
 def resources() -> dg.Definitions:
     """The resources every asset, sensor and schedule of this code location uses."""
-    pipeline = PipelineResource()
+    # Configured at launch, so that run config naming the directories (the command line's
+    # runs carry it) reaches the IO managers that use it too, not only the assets.
+    pipeline = PipelineResource.configure_at_launch()
     return dg.Definitions(
         # Every run of this code location (UI materializations and backfills run the implicit
         # asset job) executes its steps in its own process, one after another: a process per
