@@ -1,11 +1,15 @@
 """``labeling-pipeline backfill``: a Dagster backfill of the studies of a StudyDate range.
 
-The catalog is brought up to date first (and the template reference, when what it is made from
-changed), in this process. Then one asset backfill of the chosen studies' per-study assets
-(features, localization, labels, curated labels) is added to the instance; the Dagster daemon
-runs it in batches of up to ``STUDIES_PER_RUN`` studies per run (the assets' backfill policy),
-as a backfill launched from the UI does, and the runs show in the UI like those. When no daemon
-is running for the instance, the command starts one for as long as it waits.
+With ``LABELING_DICOMWEB_URL`` set, the server's studies of the range are retrieved first (into
+the data directory's DICOMweb cache, :func:`sync_dicomweb_range`). The catalog is brought up to
+date then (and the template reference, when what it is made from changed) by a run of the code
+location launched as the UI launches one (:mod:`labeling_pipeline.cli.launch`). Then one asset
+backfill of the chosen studies' per-study assets (features, localization, labels, curated
+labels) is added to the instance; the Dagster daemon runs it in batches of up to
+``STUDIES_PER_RUN`` studies per run (the assets' backfill policy), as a backfill launched from
+the UI does, and the runs show in the UI like those. When no daemon is running for the
+instance, the command starts one for as long as it waits. Every run's config names the
+command's data and output directories, whichever daemon runs it.
 
 Resumable: studies already labelled from their current files by the current code are left out,
 so running the same command again after an interruption labels only what is left.

@@ -43,7 +43,7 @@ def format_summary(summary: RunSummary) -> str:
         name = signal.Signals(summary.interrupted_by).name
         lines.append(
             f"INTERRUPTED by {name} before labelling; no study was started"
-            + (f" ({len(summary.canceled_runs)} runs canceled)" if summary.canceled_runs else "")
+            + (f" ({_runs(len(summary.canceled_runs))} canceled)" if summary.canceled_runs else "")
         )
         return "\n".join(lines)
     if summary.detached_runs:
@@ -111,7 +111,11 @@ def format_summary(summary: RunSummary) -> str:
         name = signal.Signals(summary.interrupted_by).name
         lines.append(
             f"INTERRUPTED by {name}: {len(summary.studies)} of {summary.studies_planned} "
-            f"studies were run; {len(summary.canceled_runs)} runs canceled, the rest not started"
+            f"studies were run; {_runs(len(summary.canceled_runs))} canceled, the rest not started"
         )
     lines.append(f"time:             {summary.seconds:.1f} s")
     return "\n".join(lines)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" + ("" if count == 1 else "s")

@@ -293,7 +293,7 @@ class _Runs:
         self.progress.close()
         self.progress.say("interrupted: canceling the runs this command launched ...")
         canceled = cancel_runs(self.instance, self.launched)
-        self.progress.say(f"{len(canceled)} runs canceled")
+        self.progress.say(f"{len(canceled)} run{'' if len(canceled) == 1 else 's'} canceled")
         return canceled
 
 
