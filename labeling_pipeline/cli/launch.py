@@ -16,6 +16,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,8 +85,18 @@ class CodeLocationRuns:
         self.instance = instance
         self.workspace_file = workspace_file
         self._stack = contextlib.ExitStack()
+        self._loader: threading.Thread | None = None
+        self._load_error: BaseException | None = None
 
-    def __enter__(self) -> CodeLocationRuns:
+    def start_loading(self) -> CodeLocationRuns:
+        """Start the code server in the background: it takes seconds (imports, definitions),
+        which the caller spends on its own preparations meanwhile. Entering waits for it."""
+        if self._loader is None:
+            self._loader = threading.Thread(target=self._load, name="code-location", daemon=True)
+            self._loader.start()
+        return self
+
+    def _load(self) -> None:
         from dagster._core.workspace.context import WorkspaceProcessContext
         from dagster._core.workspace.load_target import WorkspaceFileTarget
 
@@ -99,6 +110,16 @@ class CodeLocationRuns:
                     )
                 )
             self.workspace = process_context.create_request_context()
+        except BaseException as error:  # re-raised by __enter__, in the caller's thread
+            self._load_error = error
+
+    def __enter__(self) -> CodeLocationRuns:
+        self.start_loading()
+        try:
+            assert self._loader is not None
+            self._loader.join()
+            if self._load_error is not None:
+                raise self._load_error
             error = self.workspace.get_code_location_error(LOCATION_NAME)
             if error is not None:
                 from labeling_pipeline.cli.errors import root_cause
@@ -110,11 +131,18 @@ class CodeLocationRuns:
             self.location = self.workspace.get_code_location(LOCATION_NAME)
             [self.repository] = self.location.get_repositories().values()
         except BaseException:
-            self._stack.close()
+            self.close()
             raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the code server (once the runs it launched have ended: Dagster's code server
+        waits for them), also when it is still loading."""
+        if self._loader is not None:
+            self._loader.join()
         self._stack.close()
 
     def create_run(

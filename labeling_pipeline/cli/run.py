@@ -218,6 +218,8 @@ def run_pipeline(
                 "is running for this instance: start one (make ui) or run without --detach"
             )
         runs: _Runs | None = None
+        # The code server loads (seconds) while this process prepares.
+        location = CodeLocationRuns(instance).start_loading()
         try:
             summary.stale_runs_failed = fail_runs_of_dead_processes(instance)
             here = holder.identity.host
@@ -228,14 +230,16 @@ def run_pipeline(
                     sweep_unowned=not holder.others_alive(),
                 )
             )
-            with CodeLocationRuns(instance) as location:
+            # The template reference is made again only when what it is made from changed.
+            template_run = current_template_run(instance, paths)
+            with location:
                 runs = _Runs(instance, location, watch, stream or sys.stderr, quiet)
                 runs.run_config = {
                     **_console_config(log_level),
                     **runs.paths_config(paths),
                 }
                 try:
-                    finished = _label(runs, summary, work, partitions, detach)
+                    finished = _label(runs, summary, work, template_run, partitions, detach)
                 except Interrupted:
                     # While the code server that launched them still runs: it stops them.
                     summary.canceled_runs = runs.cancel_all()
@@ -246,6 +250,8 @@ def run_pipeline(
             summary.interrupted_by = interruption.signum
             launched = runs.launched if runs is not None else []
             _interrupted_outcomes(summary, instance, launched)
+        finally:
+            location.close()  # when it was never entered (an error or a signal before)
     return _finished(summary, work.frames, started, work.keys)
 
 
@@ -301,6 +307,7 @@ def _label(
     runs: _Runs,
     summary: RunSummary,
     work: _Work,
+    template_run: str | None,
     partitions: Sequence[str] | None,
     detach: bool,
 ) -> bool:
@@ -326,8 +333,6 @@ def _label(
 
     paths, instance = summary.paths, runs.instance
     tags = {TRIGGER_TAG: "labeling-pipeline run"}
-    # The template reference is made again only when what it is made from changed.
-    template_run = current_template_run(instance, paths)
     prepare = runs.run_to_end(
         CATALOG_AND_TEMPLATE_JOB,
         tags,
