@@ -1,11 +1,13 @@
-"""Archive scale through the real Dagster path: a backfill run by the daemon, from the CLI.
+"""Archive scale through the real Dagster path: a backfill run by the daemon, and the CLI.
 
 For two sizes (``--small`` and ``--studies`` generated studies, one labelled image each) it
 generates a data set, then times ``labeling-pipeline backfill`` over all of it in a fresh
 Dagster instance (the repository's ``dagster.yaml``): catalog, template reference, the daemon
 it starts, batched runs (each a process importing torch and Dagster), curated labels. Wall-clock
 time of the whole command, start-up included; peak RSS summed over the process tree doing the
-work (the command, the daemon, its code server and the runs), sampled every 0.2 s.
+work (the command, the daemon, its code server and the runs), sampled every 0.2 s. For the
+larger size, ``labeling-pipeline run`` too (fresh instance and outputs): the runs it launches
+from its own code server, the QA report included (``cli_run`` in the JSON line).
 
 Then, for the larger set, the compute-only time of the same images: reading, features,
 search and labels (Parquet and overlays) with the same core functions, in this process,
@@ -91,11 +93,22 @@ def generate(data: Path, studies: int, seed: int) -> None:
 
 def backfill(data: Path, output: Path, home: Path) -> dict:
     """Run ``labeling-pipeline backfill`` over every study date; wall time and peak RSS."""
+    return command_line(
+        ["backfill", "--from", "1900-01-01", "--to", "2100-12-31", "--quiet"], data, output, home
+    )
+
+
+def cli_run(data: Path, output: Path, home: Path) -> dict:
+    """Run ``labeling-pipeline run`` over the data directory; wall time and peak RSS."""
+    return command_line(["run", "--quiet"], data, output, home)
+
+
+def command_line(arguments: list[str], data: Path, output: Path, home: Path) -> dict:
+    """One ``labeling-pipeline`` command in a fresh instance at ``home``."""
     home.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "labeling_pipeline.cli", "backfill"]
-    command += ["--from", "1900-01-01", "--to", "2100-12-31", "--quiet"]
+    command = [sys.executable, "-m", "labeling_pipeline.cli", *arguments]
     command += ["--data-dir", str(data), "--output-dir", str(output)]
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -214,6 +227,15 @@ def main() -> None:
             flush=True,
         )
     large = runs["large"]
+    cli_output = root / "large" / "out-cli"
+    cli = cli_run(root / "large" / "data", cli_output, root / "large" / "home-cli")
+    cli.update(outcome(cli_output))
+    print(
+        f"cli   {cli['studies']:4} studies {cli['images']:4} images: {cli['seconds']:7.1f} s, "
+        f"{cli['images'] / cli['seconds']:.2f} images/s, peak RSS {cli['peak_rss'] / 2**20:.0f} "
+        f"MB, unfinished {cli['unfinished']}, exit {cli['status']}",
+        flush=True,
+    )
     compute_seconds, compute_images = compute_only(root / "large" / "data", root / "large" / "out")
     rate = large["images"] / large["seconds"] if large["seconds"] else 0.0
     print(
@@ -238,6 +260,15 @@ def main() -> None:
             "studies": runs["small"]["studies"],
             "images": runs["small"]["images"],
             "seconds": round(runs["small"]["seconds"], 1),
+        },
+        "cli_run": {
+            "studies": cli["studies"],
+            "images": cli["images"],
+            "seconds": round(cli["seconds"], 1),
+            "images_per_second": round(cli["images"] / cli["seconds"], 3),
+            "peak_rss_mb": round(cli["peak_rss"] / 2**20, 1),
+            "unfinished_studies": cli["unfinished"],
+            "exit_status": cli["status"],
         },
         "exit_status": [runs["small"]["status"], large["status"]],
     }

@@ -145,10 +145,11 @@ def sync_dicomweb_range(data_dir: Path, first_date: str, last_date: str) -> tupl
         report = sync_data_dir(settings, data_dir, dates)
     except DicomwebError as error:
         return f"{settings.server_url}: NOT SEARCHED, {error.message}", True
-    counts = ", ".join(f"{name} {count}" for name, count in report.counts().items())
+    from labeling_pipeline.cli.run import sync_counts_text
+
     failed = report.by_status("failed")
     reasons = sorted({outcome.reason for outcome in failed})
-    line = f"{settings.server_url} StudyDate {dates.query()}: {counts}"
+    line = f"{settings.server_url} StudyDate {dates.query()}: {sync_counts_text(report.counts())}"
     return line + (f" (failed: {', '.join(reasons)})" if reasons else ""), bool(failed)
 
 

@@ -155,10 +155,17 @@ def _dicomweb_line(result, node_name: str) -> str:
         return f"{server}: NOT SEARCHED, {metadata['dicomweb_error'].value}"
     sync = dict(metadata["dicomweb_sync"].value)
     dates, reasons = sync.pop("dates"), sync.pop("failed_reasons", [])
-    counts = ", ".join(f"{k} {v}" for k, v in sync.items())
-    return f"{server} StudyDate {dates}: {counts}" + (
+    return f"{server} StudyDate {dates}: {sync_counts_text(sync)}" + (
         f" (failed: {', '.join(reasons)})" if reasons else ""
     )
+
+
+def sync_counts_text(counts: dict[str, int]) -> str:
+    """``found 4, evicted 0, retrieved 4``: found and evicted first, then each status (the
+    event log stores the counts with their keys sorted)."""
+    first = [name for name in ("found", "evicted") if name in counts]
+    rest = sorted(name for name in counts if name not in first)
+    return ", ".join(f"{name} {counts[name]}" for name in first + rest)
 
 
 def _console_config(log_level: str) -> dict:
@@ -196,7 +203,12 @@ def run_pipeline(
     # Imported here, not at the top: Dagster takes seconds to import, and argument errors and
     # --help should not wait for it.
     from labeling_pipeline.atomic import sweep_interrupted_writes
-    from labeling_pipeline.cli.launch import CodeLocationRuns, DetachNeedsDaemon, daemon_running
+    from labeling_pipeline.cli.launch import (
+        CodeLocationRuns,
+        DetachNeedsDaemon,
+        daemon_running,
+        paths_run_config,
+    )
     from labeling_pipeline.defs.runs import fail_runs_of_dead_processes
     from labeling_pipeline.locks import OutputDirectoryLock, ProcessIdentity
 
@@ -236,7 +248,7 @@ def run_pipeline(
                 runs = _Runs(instance, location, watch, stream or sys.stderr, quiet)
                 runs.run_config = {
                     **_console_config(log_level),
-                    **runs.paths_config(paths),
+                    **paths_run_config(paths.data_dir, paths.output_dir),
                 }
                 try:
                     finished = _label(runs, summary, work, template_run, partitions, detach)
@@ -275,12 +287,6 @@ class _Runs:
         self.run_config: dict = {}
         self.launched: list[str] = []
         self.progress = Progress(0, stream, quiet=True)
-
-    @staticmethod
-    def paths_config(paths: PipelinePaths) -> dict:
-        from labeling_pipeline.cli.launch import paths_run_config
-
-        return paths_run_config(paths.data_dir, paths.output_dir)
 
     def run_to_end(self, job_name: str, tags: dict, asset_selection=None, on_poll=None):
         """Launch a run, wait for it to end; what it did (a ``FinishedRun``)."""
