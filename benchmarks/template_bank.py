@@ -86,9 +86,8 @@ def synthetic_set(cases: int) -> DataSet:
         phantom = drawn("water", [5, i, 7])
         marks = dict(phantom.landmarks)
         vertebrae = {n: (x, y) for n, (x, y, k) in marks.items() if k == "vertebra"}
-        items.append(
-            Case(f"water:{i}", _image(phantom.pixels, phantom.pixel_spacing_mm, i), vertebrae, marks)
-        )
+        image = _image(phantom.pixels, phantom.pixel_spacing_mm, i)
+        items.append(Case(f"water:{i}", image, vertebrae, marks))
     return DataSet(
         "fat -> water",
         _image(template.pixels, template.pixel_spacing_mm, 999),
