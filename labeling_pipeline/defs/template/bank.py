@@ -76,6 +76,7 @@ def read_template_bank(
     )
     templates: list[NamedTemplate] = []
     to_build: list[tuple[tuple, TemplateFiles]] = []
+    used: set[tuple] = set()
     with _built_lock:
         for files in found:
             try:
@@ -83,6 +84,7 @@ def read_template_bank(
             except OSError as error:  # removed by a refresh meanwhile
                 problems.append(f"{files.name!r}: {error}")
                 continue
+            used.add(key)
             if key in _built:
                 templates.append(_built[key])
             else:
@@ -101,6 +103,8 @@ def read_template_bank(
                 if files.name in by_name:
                     _built[key] = by_name[files.name]
                     templates.append(by_name[files.name])
+        for key in [key for key in _built if key not in used]:
+            del _built[key]  # evicted or changed entries: the cache stays as small as the bank
     templates.sort(key=lambda item: item.name)
     return BankTemplates(templates, problems, bank_version(bank_dir))
 
