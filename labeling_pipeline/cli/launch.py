@@ -29,6 +29,7 @@ LOCATION_NAME = "labeling_pipeline"  # workspace.yaml's location name
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 DAEMON_FRESH_S = 60.0  # a daemon whose heartbeat is older is taken for gone
 CANCEL_WAIT_S = 60.0  # how long a canceled run gets to stop before the command returns
+SERVER_STOP_S = 30.0  # how long the code server gets to stop (its last run process to exit)
 
 
 class LocationUnavailable(RuntimeError):
@@ -47,11 +48,32 @@ def paths_run_config(data_dir: Path, output_dir: Path) -> dict[str, Any]:
     return {"resources": {"pipeline": {"config": directories}}}
 
 
+# Watches the process group of the command's code server (the server and the runs it launched).
+# Told "reap" when the command closes it: gives the group SERVER_STOP_S to end (the last run's
+# process to exit, the server to stop), then kills what is left. Its stdin closing without a
+# word (the command was killed, even with SIGKILL): kills the group at once, so runs do not
+# outlive the command, as runs executed in its own process did not (a run left STARTED is
+# failed by the next command or the sensor).
+_WATCHDOG = """
+import os, signal, sys, time
+group, grace = int(sys.argv[1]), float(sys.argv[2])
+deadline = time.monotonic() + (grace if sys.stdin.buffer.read() == b"reap" else 0.0)
+try:
+    while time.monotonic() < deadline:
+        os.killpg(group, 0)
+        time.sleep(0.5)
+    os.killpg(group, signal.SIGKILL)
+except ProcessLookupError:
+    pass
+"""
+
+
 @contextlib.contextmanager
-def _own_session_for_code_server() -> Iterator[None]:
+def _own_session_for_code_server(started: list[subprocess.Popen]) -> Iterator[None]:
     """Start the code server (and so the runs it launches) in a session of its own: a Ctrl-C
     in the terminal then reaches this command only, which cancels its runs through the run
-    launcher, rather than killing the server and failing the runs midway."""
+    launcher, rather than killing the server and failing the runs midway. The processes
+    started are appended to ``started``."""
     try:
         from dagster._grpc import server
     except ImportError:  # another layout of Dagster's private modules: no change
@@ -63,7 +85,9 @@ def _own_session_for_code_server() -> Iterator[None]:
         return
 
     def in_own_session(parts: Sequence[str], **kwargs: Any) -> subprocess.Popen:
-        return original(parts, start_new_session=True, **kwargs)
+        process = original(parts, start_new_session=True, **kwargs)
+        started.append(process)
+        return process
 
     server.open_ipc_subprocess = in_own_session
     try:
@@ -77,8 +101,9 @@ class CodeLocationRuns:
 
     Used as a context manager: entering loads the location (a code server process that
     inherits this process's environment, so ``LABELING_*`` settings reach the runs it
-    launches); leaving stops it once the runs it launched have ended (Dagster's code server
-    waits for them, so a detached run goes on).
+    launches); leaving stops it. The server and the runs it launches belong to this command:
+    if the command is killed, a watchdog process kills them too (runs handed to the daemon's
+    queue with :meth:`submit` are the daemon's).
     """
 
     def __init__(self, instance: Any, workspace_file: Path = WORKSPACE_FILE) -> None:
@@ -87,6 +112,7 @@ class CodeLocationRuns:
         self._stack = contextlib.ExitStack()
         self._loader: threading.Thread | None = None
         self._load_error: BaseException | None = None
+        self._watchdogs: list[subprocess.Popen] = []
 
     def start_loading(self) -> CodeLocationRuns:
         """Start the code server in the background: it takes seconds (imports, definitions),
@@ -100,13 +126,22 @@ class CodeLocationRuns:
         from dagster._core.workspace.context import WorkspaceProcessContext
         from dagster._core.workspace.load_target import WorkspaceFileTarget
 
+        servers: list[subprocess.Popen] = []
         try:
-            with _own_session_for_code_server():
+            with _own_session_for_code_server(servers):
                 process_context = self._stack.enter_context(
                     WorkspaceProcessContext(
                         self.instance,
                         WorkspaceFileTarget(paths=[str(self.workspace_file)]),
                         code_server_log_level="WARNING",
+                    )
+                )
+            for server in servers:  # its session's process group: the server and its runs
+                self._watchdogs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _WATCHDOG, str(server.pid), str(SERVER_STOP_S)],
+                        stdin=subprocess.PIPE,
+                        start_new_session=True,
                     )
                 )
             self.workspace = process_context.create_request_context()
@@ -139,11 +174,19 @@ class CodeLocationRuns:
         self.close()
 
     def close(self) -> None:
-        """Stop the code server (once the runs it launched have ended: Dagster's code server
-        waits for them), also when it is still loading."""
+        """Stop the code server, also when it is still loading. The command's runs have ended
+        by then (or were canceled): the watchdog kills what is left of the server's process
+        group after a grace period (a server that does not stop, a run process that hangs),
+        without this command waiting for it."""
         if self._loader is not None:
             self._loader.join()
         self._stack.close()
+        while self._watchdogs:
+            watchdog = self._watchdogs.pop()
+            with contextlib.suppress(OSError):
+                assert watchdog.stdin is not None
+                watchdog.stdin.write(b"reap")
+                watchdog.stdin.close()
 
     def create_run(
         self,
