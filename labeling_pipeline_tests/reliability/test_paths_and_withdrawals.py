@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from labeling_pipeline.cli import EXIT_FAILED, EXIT_OK, main
-from labeling_pipeline.defs.labels import assets as feature_assets
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.dicom import image_key
+from labeling_pipeline.labels import catalog as catalog_module
 from labeling_pipeline.labels.dataset import read_labels
 from labeling_pipeline.synthetic.sample_data import build_dataset
 
@@ -41,16 +41,17 @@ def test_no_patient_folder_name_reaches_dagster_and_withdrawn_outputs_go(
     for case, patient in zip(cases, PATIENTS, strict=True):
         case.rename(case.parent / patient)
 
-    # The first study's file turns unreadable after the catalog was made (mid-run).
-    real_read = feature_assets.read_study_images
+    # The first study's file turns unreadable after the catalog was made (mid-run): the command
+    # reads the catalog its catalog run wrote, then launches the label runs (other processes).
+    real_read = catalog_module.read_catalog
     broken = next((data / "incoming" / PATIENTS[0]).rglob("*.dcm"))
 
-    def read_after_breaking(catalog, key, data_dir):
+    def read_after_breaking(path):
         if broken.exists():
             broken.unlink()
-        return real_read(catalog, key, data_dir)
+        return real_read(path)
 
-    monkeypatch.setattr(feature_assets, "read_study_images", read_after_breaking)
+    monkeypatch.setattr(catalog_module, "read_catalog", read_after_breaking)
     status = main(["run", "--data-dir", str(data), "--output-dir", str(output)])
     out = capsys.readouterr().out
     assert status == EXIT_FAILED, out  # the broken study failed, the others were labelled
