@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from labeling_pipeline.cli.instance import PROJECT_ROOT
 
 LOCATION_NAME = "labeling_pipeline"  # workspace.yaml's location name
+DEFINITIONS_MODULE = "labeling_pipeline.definitions"
 WORKSPACE_FILE = PROJECT_ROOT / "workspace.yaml"
 DAEMON_FRESH_S = 60.0  # a daemon whose heartbeat is older is taken for gone
 CANCEL_WAIT_S = 60.0  # how long a canceled run gets to stop before the command returns
@@ -124,17 +125,19 @@ class CodeLocationRuns:
 
     def _load(self) -> None:
         from dagster._core.workspace.context import WorkspaceProcessContext
-        from dagster._core.workspace.load_target import WorkspaceFileTarget
+        from dagster._core.workspace.load_target import ModuleTarget, WorkspaceFileTarget
 
+        # An installed package has no workspace.yaml beside it: the same location by module.
+        target = (
+            WorkspaceFileTarget(paths=[str(self.workspace_file)])
+            if self.workspace_file.is_file()
+            else ModuleTarget(DEFINITIONS_MODULE, None, None, LOCATION_NAME)
+        )
         servers: list[subprocess.Popen] = []
         try:
             with _own_session_for_code_server(servers):
                 process_context = self._stack.enter_context(
-                    WorkspaceProcessContext(
-                        self.instance,
-                        WorkspaceFileTarget(paths=[str(self.workspace_file)]),
-                        code_server_log_level="WARNING",
-                    )
+                    WorkspaceProcessContext(self.instance, target, code_server_log_level="WARNING")
                 )
             for server in servers:  # its session's process group: the server and its runs
                 self._watchdogs.append(
