@@ -31,7 +31,6 @@ from labeling_pipeline.labels.overlay import render_overlay, write_overlay_index
 from labeling_pipeline.labels.schema import empty_labels
 from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK
-from labeling_pipeline.localization.study import localize_study, search_settings
 
 # Bumped when what these assets compute changes, so that Dagster shows the studies' labels
 # as stale (code version) and `labeling-pipeline backfill` labels them again.
@@ -136,6 +135,9 @@ def label_studies(
     pipeline: PipelineResource,
     feature_model: FeatureModelResource,
 ):
+    # The search imports torch: here, in the run, not when the definitions load.
+    from labeling_pipeline.localization.study import localize_study, search_settings
+
     paths = pipeline.paths()
     keys = list(context.partition_keys)
     if not paths.catalog_path.is_file():
