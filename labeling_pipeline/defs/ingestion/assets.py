@@ -6,7 +6,15 @@ import time
 
 import dagster as dg
 
-from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME, studies_partitions
+from labeling_pipeline.defs.ingestion.partitions import (
+    SOURCE_ORDER,
+    STUDIES_PARTITION_NAME,
+    registration_order,
+    selection_text,
+    studies_partitions,
+    study_sources,
+)
+from labeling_pipeline.defs.labels.schedules import nightly_condition
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.settings import image_limits_from_environment
 from labeling_pipeline.imaging.dicom import (
@@ -88,6 +96,7 @@ def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
     group_name="ingestion",
     io_manager_key="catalog_io_manager",
     kinds={"dicom", "parquet"},
+    automation_condition=nightly_condition(),
     description=(
         "Every file under the data directory's incoming/ and archive/ (and dicomweb/, studies "
         "retrieved from LABELING_DICOMWEB_URL first), validated, with its "
@@ -122,20 +131,30 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
     # Each new or changed study gets a new data version of its files (study_files): only its
     # labels become stale, not every study's as a new catalog would make them.
     changed = {key: d for key, d in study_digests(catalog).items() if before.get(key) != d}
+    sources = study_sources(catalog)
     for key, digest in changed.items():
         context.log_event(
             dg.AssetObservation(
                 asset_key=STUDY_FILES_KEY,
                 partition=key,
                 tags={DATA_VERSION_TAG: digest},
+                metadata={"source": sources.get(key, "")},  # shown with the partition in the UI
             )
         )
 
     keys = labelled_partition_keys(catalog)
     known = set(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
-    new_keys = [key for key in keys if key not in known]
+    # Grouped by source: each source's studies stay contiguous ranges in the UI and in batches.
+    new_keys = [key for key in registration_order(catalog) if key not in known]
     if new_keys:
         context.instance.add_dynamic_partitions(STUDIES_PARTITION_NAME, new_keys)
+    ordered = list(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
+    selections = {
+        f"select_{source}": dg.MetadataValue.text(
+            selection_text(ordered, [k for k, s in sources.items() if s == source]) or "none"
+        )
+        for source in SOURCE_ORDER
+    }
     context.log.info(
         f"catalogued {len(catalog)} files: {len(keys)} studies to label "
         f"({len(new_keys)} new partitions)"
@@ -161,6 +180,8 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
                 rejection_summary(catalog).to_markdown(index=False) or "none"
             ),
             "dagster/row_count": len(catalog),
+            # Paste into the backfill dialog's partition box to select one source's studies.
+            **selections,
             **dicomweb,
         },
     )

@@ -19,6 +19,7 @@ from labeling_pipeline.defs.ingestion.partitions import (
     studies_backfill_policy,
     studies_partitions,
 )
+from labeling_pipeline.defs.labels.schedules import label_condition
 from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
 from labeling_pipeline.features.materialize import materialize_features_batch
 from labeling_pipeline.features.settings import FeatureSettingsMismatch
@@ -44,6 +45,7 @@ STUDY_ASSET_SPECS = (
         group_name="features",
         kinds={"pytorch", "zarr"},
         code_version=LABEL_CODE_VERSION,
+        automation_condition=label_condition(),
         description=(
             "Dense features of each labelled image of the study (the catalogued most "
             "mid-sagittal slice or frame of its series), from the pretrained model of "
@@ -57,6 +59,7 @@ STUDY_ASSET_SPECS = (
         group_name="localization",
         kinds={"pytorch"},
         code_version=LABEL_CODE_VERSION,
+        automation_condition=label_condition(),
         description=(
             "Each template landmark located in each labelled image of the study: the best match "
             "of its reference features within the search regions that the domain knowledge allows; "
@@ -70,6 +73,7 @@ STUDY_ASSET_SPECS = (
         group_name="labels",
         kinds={"parquet", "png"},
         code_version=LABEL_CODE_VERSION,
+        automation_condition=label_condition(),
         description=(
             "The study's rows of the label dataset: one per (labelled image, template landmark), "
             "x = column and y = row in pixels of the labelled image, status ok or needs_review; "
