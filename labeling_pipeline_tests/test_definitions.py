@@ -138,8 +138,7 @@ def test_automation_is_defined_and_off_by_default() -> None:
         "vertebra_localization",
         "label_dataset",
         "curated_labels",
-        "pacs_structured_reports",
-    }
+    }  # pacs_structured_reports too, with LABELING_DICOMWEB_STORE=1 (else never materialized)
 
 
 def test_resources_cover_every_requirement() -> None:

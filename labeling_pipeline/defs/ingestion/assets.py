@@ -150,7 +150,7 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
         context.instance.add_dynamic_partitions(STUDIES_PARTITION_NAME, new_keys)
     ordered = list(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
     selections = {
-        f"select_{source}": dg.MetadataValue.text(
+        f"{source}_partitions": dg.MetadataValue.text(
             selection_text(ordered, [k for k, s in sources.items() if s == source]) or "none"
         )
         for source in SOURCE_ORDER
@@ -180,7 +180,7 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
                 rejection_summary(catalog).to_markdown(index=False) or "none"
             ),
             "dagster/row_count": len(catalog),
-            # Paste into the backfill dialog's partition box to select one source's studies.
+            # Where each source's studies lie in the partitions' order (the UI's lists and bars).
             **selections,
             **dicomweb,
         },

@@ -5,10 +5,10 @@ and free of patient data. It does not name the study's folder: a study keeps its
 labels) when its files move from ``incoming/`` to ``archive/``, and a study with files in both is
 one partition. Partitions are dynamic: ``dicom_catalog``, the ``new_study_sensor`` and
 ``labeling-pipeline run`` add a key for every study they find, the studies of each source
-together (:func:`registration_order`), so that in the UI, whose partition lists and ranges
-follow the order of registration, each source's studies make a few contiguous ranges: the
-catalog's metadata gives them per source (``select_archive``, ``select_incoming``, ...) in the
-syntax of the backfill dialog's partition box.
+together (:func:`registration_order`), so that in the UI, whose partition lists and status
+bars follow the order of registration, each source's studies make a few contiguous blocks (the
+catalog's metadata names them: ``archive_partitions``, ``incoming_partitions``, ...), and the
+studies that automation labels (incoming, server) fill batches of contiguous keys.
 
 Runs of the per-study assets label a batch of studies (a range of partition keys): the feature
 model is loaded once per run and the images of the batch go through the network together, so a
@@ -66,9 +66,9 @@ def registration_order(catalog: pd.DataFrame) -> list[str]:
 
 
 def selection_text(ordered: list[str], wanted: set[str] | list[str]) -> str:
-    """``wanted`` keys in the syntax of the UI's partition box (the backfill dialog): contiguous
-    runs of ``ordered`` (the partitions' order in the instance) as ``[first...last]``, single keys
-    alone, comma-separated. Pasted there, it selects exactly ``wanted``."""
+    """``wanted`` keys as Dagster writes partition selections: contiguous runs of ``ordered`` (the
+    partitions' order in the instance) as ``[first...last]``, single keys alone, comma-separated;
+    few terms when each source was registered together."""
     chosen = set(wanted)
     terms: list[str] = []
     run: list[str] = []

@@ -142,6 +142,7 @@ label_automation = dg.AutomationConditionSensorDefinition(
     emit_backfills=True,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
+    run_tags={"labeling/trigger": "label_automation"},
     description="Labels new and stale studies of incoming/ and the DICOMweb server (their files, "
     "the template reference or the code changed), and makes the catalog and template reference "
     "again every night at 02:00 (conditions in defs/labels/schedules.py).",

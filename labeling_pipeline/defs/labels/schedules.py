@@ -25,6 +25,7 @@ import pandas as pd
 
 from labeling_pipeline.defs.settings import PipelinePaths
 from labeling_pipeline.imaging.dicom import labelled_partition_keys
+from labeling_pipeline.imaging.dicomweb import DicomwebConfigError, DicomwebSettings
 
 # Sources whose studies automation labels as they arrive (archive/ is for backfills).
 WATCHED_SOURCES = ("incoming", "dicomweb")
@@ -32,7 +33,8 @@ WATCHED_SOURCES = ("incoming", "dicomweb")
 NIGHTLY_CRON = "0 2 * * *"
 
 STUDY_FILES = dg.AssetSelection.assets("study_files")
-TEMPLATE = dg.AssetSelection.assets("template_reference")
+TEMPLATE_KEY = dg.AssetKey("template_reference")
+TEMPLATE = dg.AssetSelection.assets(TEMPLATE_KEY)
 LABELS = dg.AssetSelection.assets("label_dataset")
 REVIEW = dg.AssetSelection.assets("review_corrections")
 
@@ -84,6 +86,32 @@ class FromWatchedSource(dg.AutomationCondition):
         )
 
 
+class TemplateReferenceMade(dg.AutomationCondition):
+    """True once ``template_reference`` has been materialized in this instance.
+
+    ``pixel_features`` does not depend on the template, but it is made in one step with the
+    assets that do: without this, a new study would start a run that can only fail.
+    """
+
+    @property
+    def name(self) -> str:
+        return "template_reference_made"
+
+    @property
+    def description(self) -> str:
+        return "template_reference has been materialized"
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        instance = context.asset_graph_view.instance
+        made = instance.get_latest_materialization_event(TEMPLATE_KEY) is not None
+        subset = context.candidate_subset if made else context.get_empty_subset()
+        return dg.AutomationResult(context, true_subset=subset)
+
+
 def label_condition() -> dg.AutomationCondition:
     """New and stale studies from the watched sources (see the module's docstring)."""
     new_study = dg.AutomationCondition.newly_missing()
@@ -100,6 +128,7 @@ def label_condition() -> dg.AutomationCondition:
     code_changed = dg.AutomationCondition.code_version_changed()
     return (
         FromWatchedSource()
+        & TemplateReferenceMade()
         & (new_study | files_changed | template_changed | code_changed).since_last_handled()
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
@@ -122,6 +151,18 @@ def follow_labels_condition() -> dg.AutomationCondition:
     ).with_label("after the study's labels")
 
 
+def pacs_condition() -> dg.AutomationCondition | None:
+    """:func:`follow_labels_condition` when SRs are stored on the DICOMweb server
+    (``LABELING_DICOMWEB_URL`` and ``LABELING_DICOMWEB_STORE=1`` when the code location loads),
+    else none: with the store off the asset is never materialized, and a backfill that asks for
+    it would end as failed (measured: every automation backfill did) and ask again."""
+    try:
+        settings = DicomwebSettings.from_env()
+    except DicomwebConfigError:
+        return None  # reported by the asset itself when it runs
+    return follow_labels_condition() if settings is not None and settings.store_enabled else None
+
+
 def nightly_condition() -> dg.AutomationCondition:
     """The catalog and the template reference are made again at 02:00 (and the template when it
     is missing); what that makes stale is labelled by :func:`label_condition`."""
@@ -132,6 +173,11 @@ def nightly_condition() -> dg.AutomationCondition:
 
 
 def template_condition() -> dg.AutomationCondition:
-    return (nightly_condition() | dg.AutomationCondition.on_missing()).with_label(
-        "nightly at 02:00, or when missing"
-    )
+    """Nightly, and whenever it is missing (a new instance); not again after a failed build
+    (a template that cannot be used) until the next night or a materialization by hand."""
+    missing = (
+        dg.AutomationCondition.missing()
+        & ~dg.AutomationCondition.in_progress()
+        & ~dg.AutomationCondition.execution_failed()
+    ).with_label("missing")
+    return (nightly_condition() | missing).with_label("nightly at 02:00, or when missing")

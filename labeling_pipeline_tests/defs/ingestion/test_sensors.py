@@ -109,7 +109,7 @@ def test_catalog_registers_each_source_together_and_says_how_to_select_it(
     }
     # Archive first, then incoming: each source one contiguous range of the instance's order.
     assert set(ordered[:1]) == by_source["archive"] and set(ordered[1:]) == by_source["incoming"]
-    assert metadata["select_archive"].value == ordered[0]
-    assert metadata["select_incoming"].value == f"[{ordered[1]}...{ordered[2]}]"
+    assert metadata["archive_partitions"].value == ordered[0]
+    assert metadata["incoming_partitions"].value == f"[{ordered[1]}...{ordered[2]}]"
     assert set(SOURCE_ORDER) == {"archive", "incoming", "dicomweb"}
-    assert metadata["select_dicomweb"].value == "none"
+    assert metadata["dicomweb_partitions"].value == "none"

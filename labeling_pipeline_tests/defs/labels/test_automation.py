@@ -115,6 +115,8 @@ def test_new_incoming_studies_are_labelled_archive_ones_are_not(env: SimpleNames
         assert _requested(result, key) == studies["incoming"]
     # Curated labels and SRs of the same studies follow in the same request.
     assert _requested(result, dg.AssetKey("curated_labels")) == studies["incoming"]
+    # SRs are stored on a server only with LABELING_DICOMWEB_STORE=1: not asked for here.
+    assert _requested(result, dg.AssetKey("pacs_structured_reports")) == set()
 
     # One batch, not one run per study: the incoming studies were registered together after
     # the archive's, so they are one range of keys for the backfill policy.
@@ -131,6 +133,18 @@ def test_new_incoming_studies_are_labelled_archive_ones_are_not(env: SimpleNames
     # Labelled now: nothing is requested again.
     _labelled(env, studies["incoming"])
     assert _requested(_tick(env)) == set()
+
+
+def test_the_template_reference_is_made_first_then_the_new_studies(env: SimpleNamespace) -> None:
+    template = dg.AssetKey("template_reference")
+    assert _tick(env).get_num_requested(template) == 1  # a new instance: missing
+    studies = _catalog(env)
+    # Without a template reference a label run could only fail: the new studies wait...
+    assert _requested(_tick(env)) == set()
+    _template(env, "t1")
+    result = _tick(env)
+    assert _requested(result) == studies["incoming"]  # ...and are requested once it is made
+    assert result.get_num_requested(template) == 0
 
 
 def test_a_study_whose_files_changed_is_labelled_again(env: SimpleNamespace) -> None:
