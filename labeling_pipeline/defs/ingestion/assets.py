@@ -50,8 +50,9 @@ DATA_VERSION_TAG = "dagster/data_version"  # the tag that carries an observation
     required_resource_keys={"pipeline"},
     description="The DICOM files of each study, as `catalog.parquet` lists them: one data "
     "version per study partition (a digest of its files' paths, contents and outcomes). "
-    "`dicom_catalog` records a new version for each new or changed study, so only that "
-    "study's labels show as stale.",
+    "`dicom_catalog` records a new version for each new or changed study (with its source: "
+    "incoming, archive or dicomweb), so only that study's labels show as stale, and "
+    "automation labels it again when it is an incoming or server study.",
 )
 def study_files(context: dg.AssetExecutionContext) -> dg.DataVersionsByPartition:
     path = context.resources.pipeline.paths().catalog_path
@@ -101,7 +102,10 @@ def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
         "Every file under the data directory's incoming/ and archive/ (and dicomweb/, studies "
         "retrieved from LABELING_DICOMWEB_URL first), validated, with its "
         "outcome (labelled, accepted, rejected and why), written to catalog.parquet. One image "
-        "per series is chosen for labelling; each study with one becomes a 'studies' partition."
+        "per series is chosen for labelling; each study with one becomes a 'studies' partition, "
+        "registered with the other new studies of its source (archive, then dicomweb, then "
+        "incoming), so each source is a block of the partition lists; the metadata names the "
+        "blocks (archive_partitions, incoming_partitions). Made again nightly at 02:00."
     ),
 )
 def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.Output:
