@@ -75,7 +75,13 @@ format: install-test
 	$(BIN)/ruff format .
 
 # Removes what `make run` produced (outputs of the default data directory, the Dagster instance).
+# Reviewers' decisions (data/outputs/corrections/) are people's work, not derived data: they are
+# kept, and the next run applies them again. `make clean-outputs KEEP_CORRECTIONS=0` drops them too.
+KEEP_CORRECTIONS ?= 1
 clean-outputs:
-	rm -rf data/outputs .dagster
-# Note: data/outputs/corrections/ holds people's review decisions; clean-outputs removes them
-# too, so copy them elsewhere first if they are to be kept.
+	rm -rf .dagster
+	if [ "$(KEEP_CORRECTIONS)" = "1" ] && [ -d data/outputs/corrections ]; then \
+	  find data/outputs -mindepth 1 -maxdepth 1 ! -name corrections -exec rm -rf {} +; \
+	else \
+	  rm -rf data/outputs; \
+	fi

@@ -5,16 +5,9 @@
 ``python -m labeling_pipeline.synthetic`` builds the bundled sample data and test sets.
 """
 
-from labeling_pipeline.synthetic.phantom import (
-    LABELLED_DISCS,
-    LABELLED_VERTEBRAE,
-    Phantom,
-    PhantomParams,
-    generate_cases,
-    make_phantom,
-    make_slices,
-    random_params,
-)
+from labeling_pipeline.synthetic.params import PhantomParams, random_params
+from labeling_pipeline.synthetic.phantom import Phantom, generate_cases, make_phantom, make_slices
+from labeling_pipeline.synthetic.spine_tables import LABELLED_DISCS, LABELLED_VERTEBRAE
 
 __all__ = [
     "LABELLED_DISCS",

@@ -39,13 +39,8 @@ from labeling_pipeline.synthetic.dicom_writer import (
     write_single_frame,
 )
 from labeling_pipeline.synthetic.families import family_overrides
-from labeling_pipeline.synthetic.phantom import (
-    Phantom,
-    PhantomParams,
-    make_phantom,
-    make_slices,
-    random_params,
-)
+from labeling_pipeline.synthetic.params import PhantomParams, random_params
+from labeling_pipeline.synthetic.phantom import Phantom, make_phantom, make_slices
 
 LAYOUTS = ("single", "series", "multiframe")
 TEMPLATE_LANDMARKS = (

@@ -15,7 +15,8 @@ from labeling_pipeline.synthetic.dicom_writer import (
     write_series,
     write_single_frame,
 )
-from labeling_pipeline.synthetic.phantom import PhantomParams, make_phantom, make_slices
+from labeling_pipeline.synthetic.params import PhantomParams
+from labeling_pipeline.synthetic.phantom import make_phantom, make_slices
 
 PARAMS = PhantomParams(seed=21, rows=128, cols=112, pixel_spacing_mm=(2.0, 2.0))
 STUDY = StudyInfo(key="test/study", case_number=7, study_date="20260315")

@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from labeling_pipeline.synthetic.families import FAMILIES, family_overrides
-from labeling_pipeline.synthetic.phantom import (
-    TISSUE_BODY,
-    TISSUE_CANAL,
-    TISSUE_DISC,
-    PhantomParams,
-    build_spine,
-    make_phantom,
-    random_params,
-)
+from labeling_pipeline.synthetic.geometry import build_spine
+from labeling_pipeline.synthetic.params import PhantomParams, random_params
+from labeling_pipeline.synthetic.phantom import make_phantom
+from labeling_pipeline.synthetic.render import TISSUE_BODY, TISSUE_CANAL, TISSUE_DISC
 
 SMALL = {"rows": 160, "cols": 160, "pixel_spacing_mm": (1.6, 1.6)}
 

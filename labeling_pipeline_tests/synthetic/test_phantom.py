@@ -9,19 +9,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from labeling_pipeline.synthetic.phantom import (
-    LABELLED_DISCS,
-    TISSUE_AIR,
-    TISSUE_BODY,
-    TISSUE_DISC,
-    VERTEBRAE,
-    PhantomParams,
-    build_spine,
-    generate_cases,
-    make_phantom,
-    make_slices,
-    random_params,
-)
+from labeling_pipeline.synthetic.geometry import build_spine
+from labeling_pipeline.synthetic.params import PhantomParams, random_params
+from labeling_pipeline.synthetic.phantom import generate_cases, make_phantom, make_slices
+from labeling_pipeline.synthetic.render import TISSUE_AIR, TISSUE_BODY, TISSUE_DISC
+from labeling_pipeline.synthetic.spine_tables import LABELLED_DISCS, VERTEBRAE
 
 # Small images keep the tests fast: 160 x 160 pixels of 1.6 mm = a 256 mm field of view.
 SMALL = {"rows": 160, "cols": 160, "pixel_spacing_mm": (1.6, 1.6)}
