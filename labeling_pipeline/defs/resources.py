@@ -34,6 +34,9 @@ from labeling_pipeline.locks import (
     shared_lock_path,
 )
 
+# No `from __future__ import annotations` here: Dagster reads the IO managers' `pipeline`
+# annotation as a class to accept the resource configured at launch; the names below, for type
+# checkers only, are quoted where used.
 if TYPE_CHECKING:
     # torch comes with the extractors: imported when a run first needs the model, not when
     # the definitions load (the code server and the daemon never need it; ~1 GB per process).
@@ -114,7 +117,7 @@ class PipelineResource(dg.ConfigurableResource):
         """The localization strategy name, or ``None`` for the library default."""
         return resolve_setting(self.localization_strategy, STRATEGY_ENV, None)
 
-    def reference_settings(self) -> ReferenceSettings:
+    def reference_settings(self) -> "ReferenceSettings":
         """How template references are built (context size from config or environment)."""
         from labeling_pipeline.localization.reference import ReferenceSettings
 
@@ -168,14 +171,14 @@ class FeatureModelResource(dg.ConfigurableResource):
         """How images are windowed and resampled before extraction (the features' defaults)."""
         return PreparationSettings()
 
-    def extractor(self) -> FeatureExtractor:
+    def extractor(self) -> "FeatureExtractor":
         """The extractor of the configured model, loaded once per process and then reused
         (loading takes seconds; every asset and every run in this process shares it)."""
         return _load_extractor_once(self.model_name(), self.weights_name())
 
 
 @functools.lru_cache(maxsize=2)
-def _load_extractor_once(model: str, weights: str | None) -> FeatureExtractor:
+def _load_extractor_once(model: str, weights: str | None) -> "FeatureExtractor":
     from labeling_pipeline.features.extractors import load_extractor
 
     return load_extractor(model=model, weights=weights)
