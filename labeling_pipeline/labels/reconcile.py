@@ -27,7 +27,11 @@ from labeling_pipeline.labels.dataset import (
     write_labels_partition,
 )
 
-_PARTITION_FILE = re.compile(r"^(?P<key>(?:\d{8}|nodate)-[0-9a-f]{8})\.parquet$")
+# A partition's file: its key (``<source>-YYYYMMDD-<8 hex>``) or, left by a run before the
+# source was part of the key, ``YYYYMMDD-<8 hex>``: no catalog wants those, so they are withdrawn.
+_PARTITION_FILE = re.compile(
+    r"^(?P<key>(?:(?:archive|dicomweb|incoming)-)?(?:\d{8}|nodate)-[0-9a-f]{8})\.parquet$"
+)
 # Names an output file of one image has: a UID, or "x" + 16 hex (image_key of anything else).
 _IMAGE_FILE_STEM = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)*|x[0-9a-f]{16})$")
 

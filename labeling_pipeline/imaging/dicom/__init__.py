@@ -39,13 +39,17 @@ from labeling_pipeline.imaging.dicom.enum import (
 )
 from labeling_pipeline.imaging.dicom.keys import (
     DEFAULT_PSEUDONYM_SALT,
+    LEGACY_PARTITION_KEY,
+    PARTITION_KEY,
     PSEUDONYM_SALT_ENV,
     file_key,
     image_key,
     is_calendar_date,
     is_uid,
+    key_source,
     partition_key,
     pseudonymize,
+    study_source,
 )
 from labeling_pipeline.imaging.dicom.limits import ImageLimits
 from labeling_pipeline.imaging.dicom.listing import (
@@ -67,6 +71,8 @@ __all__ = [
     "CATALOG_COLUMNS",
     "CATALOG_INT_COLUMNS",
     "DEFAULT_PSEUDONYM_SALT",
+    "LEGACY_PARTITION_KEY",
+    "PARTITION_KEY",
     "MIN_SIZE",
     "PSEUDONYM_SALT_ENV",
     "SOURCES",
@@ -84,6 +90,7 @@ __all__ = [
     "image_key",
     "is_calendar_date",
     "is_uid",
+    "key_source",
     "labelled_partition_keys",
     "studies_between",
     "study_digests",
@@ -97,6 +104,7 @@ __all__ = [
     "scan_data_dir",
     "scan_dicom_tree",
     "study_digest",
+    "study_source",
     "study_summary",
     "tree_fingerprint",
     "walk_files",
