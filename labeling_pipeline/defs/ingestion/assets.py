@@ -18,6 +18,7 @@ from labeling_pipeline.defs.labels.schedules import nightly_condition
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.settings import image_limits_from_environment
 from labeling_pipeline.imaging.dicom import (
+    LEGACY_PARTITION_KEY,
     CatalogOutcome,
     labelled_partition_keys,
     rejection_summary,
@@ -152,6 +153,11 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
     new_keys = [key for key in registration_order(catalog) if key not in known]
     if new_keys:
         context.instance.add_dynamic_partitions(STUDIES_PARTITION_NAME, new_keys)
+    # Keys of the format before the source was part of them: no scan makes them again, so
+    # they leave the UI's lists (their files are withdrawn by `labeling-pipeline run`).
+    legacy = sorted(key for key in known if LEGACY_PARTITION_KEY.match(key))
+    for key in legacy:
+        context.instance.delete_dynamic_partition(STUDIES_PARTITION_NAME, key)
     ordered = list(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
     selections = {
         f"{source}_partitions": dg.MetadataValue.text(
@@ -173,6 +179,7 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
             "rejected_files": int(outcomes.get(CatalogOutcome.REJECTED, 0)),
             "studies": len(keys),
             "new_partitions": len(new_keys),
+            "old_format_partitions_removed": len(legacy),
             "changed_studies": len(changed),
             "scan_complete": scan_is_complete(catalog),
             "scan_seconds": round(scan_seconds, 3),
