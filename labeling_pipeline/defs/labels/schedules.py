@@ -12,6 +12,9 @@ these on each tick and requests what they select, batched by the assets' backfil
   partition key names: ``incoming-...``, ``dicomweb-...``): archive studies are labelled by
   backfills (the UI, ``labeling-pipeline backfill``), and show as
   unsynced in the UI when stale;
+- **still-flagged studies once the review bank has learned**: a study labelled with landmarks
+  left for review before the bank (``template_bank/``, fully reviewed images) last changed is
+  labelled again, once per change, so the new examples are tried where they may help;
 - **the nightly pass** (:data:`NIGHTLY_CRON`, 02:00): the catalog and the template reference are
   made again, so files changed in any folder and a changed template, domain knowledge or model
   are picked up; the studies this makes stale are then labelled by the conditions above.
@@ -21,6 +24,8 @@ from __future__ import annotations
 
 import dagster as dg
 
+from labeling_pipeline.corrections.bank import studies_to_retry
+from labeling_pipeline.defs.settings import PipelinePaths
 from labeling_pipeline.imaging.dicom import key_source
 from labeling_pipeline.imaging.dicomweb import DicomwebConfigError, DicomwebSettings
 
@@ -97,6 +102,36 @@ class TemplateReferenceMade(dg.AutomationCondition):
         return dg.AutomationResult(context, true_subset=subset)
 
 
+class FlaggedBeforeBankChange(dg.AutomationCondition):
+    """True for the studies whose labels have landmarks left for review and were written before
+    the review bank last changed (``labels/`` and ``template_bank/`` of the output directory of
+    the ``LABELING_*`` variables the code location runs with).
+
+    The bank is not an input of the label assets (a new entry must not make every labelled
+    study stale), so Dagster's own staleness cannot see it: the files can.
+    """
+
+    @property
+    def name(self) -> str:
+        return "flagged_before_bank_change"
+
+    @property
+    def description(self) -> str:
+        return "Labels left for review were made before the review bank last changed"
+
+    @property
+    def requires_cursor(self) -> bool:
+        return False
+
+    def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
+        paths = PipelinePaths.resolve(None, None)
+        keys = studies_to_retry(paths.labels_dir, paths.template_bank_dir)
+        return dg.AutomationResult(
+            context,
+            true_subset=context.candidate_subset.compute_intersection_with_partition_keys(keys),
+        )
+
+
 def label_condition() -> dg.AutomationCondition:
     """New and stale studies from the watched sources (see the module's docstring)."""
     new_study = dg.AutomationCondition.newly_missing()
@@ -111,10 +146,13 @@ def label_condition() -> dg.AutomationCondition:
         .with_label("template reference changed")
     )
     code_changed = dg.AutomationCondition.code_version_changed()
+    bank_learned = FlaggedBeforeBankChange()
     return (
         FromWatchedSource()
         & TemplateReferenceMade()
-        & (new_study | files_changed | template_changed | code_changed).since_last_handled()
+        & (
+            new_study | files_changed | template_changed | code_changed | bank_learned
+        ).since_last_handled()
         & ~dg.AutomationCondition.any_deps_missing()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()

@@ -5,7 +5,8 @@ refreshes it after every save). The label step reads it when it runs
 (:func:`read_template_bank`) rather than depending on the asset: the bank is made from the
 labels (a dependency would be a cycle), and a new reviewed image must not make every labelled
 study stale. It is used by every study labelled from then on: new ones, and any study labelled
-again (``labeling-pipeline run`` labels every study; in the UI, materialize the flagged ones).
+again (``labeling-pipeline run`` labels every study; automation labels the still-flagged ones
+again after each change of the bank, ``defs/labels/schedules.py``).
 """
 
 import hashlib

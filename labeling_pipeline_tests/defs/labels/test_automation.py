@@ -4,11 +4,14 @@ are not, a study whose files changed is, a template change with a new data versi
 incoming study stale (the same version makes none), and the nightly pass fires at 02:00."""
 
 import datetime
+import os
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import pandas as pd
 import pytest
 from dagster._core.definitions.automation_tick_evaluation_context import (
     build_run_requests_with_backfill_policies,
@@ -224,3 +227,39 @@ def test_the_source_is_read_from_the_key_alone(env: SimpleNamespace) -> None:
         )
     assert not (env.out / "catalog.parquet").exists()
     assert _requested(_tick(env)) == {keys["incoming"], keys["dicomweb"]}
+
+
+def _label_file(env: SimpleNamespace, key: str, statuses: list[str], modified_s: float) -> None:
+    """The label file a run writes, as far as the retry condition reads it."""
+    labels = env.out / "labels"
+    labels.mkdir(parents=True, exist_ok=True)
+    path = labels / f"{key}.parquet"
+    pd.DataFrame({"status": statuses}).to_parquet(path)
+    os.utime(path, (modified_s, modified_s))
+
+
+def test_still_flagged_studies_are_labelled_again_once_the_review_bank_changes(
+    env: SimpleNamespace,
+) -> None:
+    _template(env, "t1")
+    _tick(env)
+    studies = _catalog(env)
+    _labelled(env, studies["incoming"])
+    flagged, *clean = sorted(studies["incoming"])
+    _label_file(env, flagged, ["ok", "needs_review"], 1000)
+    for key in clean:
+        _label_file(env, key, ["ok", "ok"], 1000)
+    _tick(env)
+    assert _requested(_tick(env)) == set()
+
+    # A reviewer finishes an image: the bank gains an entry.
+    entry = env.out / "template_bank" / "reviewed-0123"
+    entry.mkdir(parents=True)
+    (entry / "landmarks.json").write_text("{}")
+    assert _requested(_tick(env)) == {flagged}  # only the study still left for review
+
+    # Labelled again with the bank (its file rewritten): not asked again, even if still flagged.
+    _labelled(env, {flagged})
+    _label_file(env, flagged, ["ok", "needs_review"], time.time() + 10)
+    _tick(env)
+    assert _requested(_tick(env)) == set()
