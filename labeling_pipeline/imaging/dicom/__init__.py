@@ -3,8 +3,9 @@
 One module per concept:
 
 - ``enum``: coded values, :class:`Source`, :class:`CatalogOutcome`, :class:`RejectionReason`.
-- ``keys``: :func:`partition_key`, :func:`image_key`, :func:`file_key`, :func:`pseudonymize`
-  (no patient data or path in the clear), :func:`is_uid`, :func:`is_calendar_date`.
+- ``keys``: :func:`partition_key` (``<source>-YYYYMMDD-<8 hex>``; :func:`study_source`,
+  :func:`key_source`), :func:`image_key`, :func:`file_key`, :func:`pseudonymize` (no patient
+  data or path in the clear), :func:`is_uid`, :func:`is_calendar_date`.
 - ``limits``: :class:`ImageLimits`, the bounds an image must keep to be labelled.
 - ``reading``: :func:`read_label_image`, one file validated and its labelled frame decoded;
   :class:`DicomValidationError`.
