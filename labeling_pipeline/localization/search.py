@@ -274,11 +274,13 @@ class Localizer:
 
     def _anchor_bonus(self, names: list[str], candidates) -> list[np.ndarray]:
         """Per chain vertebra and candidate, the evidence that fixes the count at each anchor
-        (a level unlike its neighbours: the sacrum, C2) and at the level next to it: how much
-        more the candidate looks like its own level than like the adjacent one (S1 against L5
-        and L5 against S1). A chain shifted by one level loses it twice."""
+        (a level unlike its neighbours: the sacrum, C2): how much more an anchor candidate
+        looks like the anchor than like the adjacent level (S1 against L5), and, weighted by
+        ``anchor_neighbour_share``, how much more the adjacent level's candidates look like
+        themselves than like the anchor (L5 against S1)."""
         bonus = [np.zeros(len(c)) for c in candidates]
-        weight = self.settings.anchor_weight * self.settings.similarity_weight
+        s = self.settings
+        weight = s.anchor_weight * s.similarity_weight
         if not weight:
             return bonus
         for anchor in self.domain.anchors:
@@ -288,10 +290,13 @@ class Localizer:
             for j in (i - 1, i + 1):
                 if not 0 <= j < len(names):
                     continue
-                for own, other in ((i, j), (j, i)):
+                for own, other, share in ((i, j, 1.0), (j, i, s.anchor_neighbour_share)):
+                    if not share:
+                        continue
                     for k, (x, y, score) in enumerate(candidates[own]):
                         if math.isfinite(score):
-                            bonus[own][k] += weight * (score - self._score_at(names[other], x, y))
+                            evidence = score - self._score_at(names[other], x, y)
+                            bonus[own][k] += share * weight * evidence
         return bonus
 
     def chain_solver(self, scale: float = 1.0) -> ChainSolver:
