@@ -347,6 +347,7 @@ class Localizer:
                 self.diagnostics["anchor_evidence"] = (
                     math.nan if choice is None else float(problem.anchor_bonus[i][choice])
                 )
+        dissent = self._anchor_dissent(solver, best)
         located: dict[str, Located] = {}
         for i, name in enumerate(names):
             choice = best.assignment[i]
@@ -377,10 +378,59 @@ class Localizer:
                     NEEDS_REVIEW,
                     f"uncertain: another chain places {name} elsewhere almost as well",
                 )
+            if dissent is not None and dissent[1].assignment[i] != choice:
+                # Two counts disagree: no better than even odds, whatever the margin says.
+                confidence = min(confidence, 0.5)
+                status, reason = (
+                    NEEDS_REVIEW,
+                    f"count in doubt: {dissent[0]} matches better in a chain that places "
+                    f"{name} elsewhere (transitional anatomy or a cut-off sacrum?)",
+                )
             located[name] = Located(
                 (x_mm, y_mm), score, status, reason, iterations=1, confidence=confidence
             )
         return located
+
+    def _anchor_dissent(self, solver: ChainSolver, best) -> tuple[str, object] | None:
+        """An anchor that votes against the best chain: (anchor, the best chain that puts the
+        anchor elsewhere) when the anchor itself matches that other place better by more than
+        ``anchor_dissent_margin`` (similarity units times weight), although the rest of the
+        chain (the other levels' appearance and the geometry) outweighs it. The count then
+        rests on the levels' likeness to the template's, against the one unique level in view:
+        the two counts disagree, and a person should look. None when every anchor agrees."""
+        limit = self.settings.anchor_dissent_margin
+        if not math.isfinite(limit):
+            return None
+        for anchor in self.domain.anchors:
+            if anchor not in solver.names:
+                continue
+            i = solver.names.index(anchor)
+            choice = best.assignment[i]
+            if choice is None:
+                continue
+            other = solver.best_without(i, choice)
+            elsewhere = other.assignment[i]
+            if elsewhere is None or not math.isfinite(other.score):
+                continue
+            labelled = [
+                j
+                for j, name in enumerate(solver.names)
+                if name in self.vertebrae
+                and best.assignment[j] is not None
+                and other.assignment[j] is not None
+            ]
+            # A vote on the count: the other chain moves every level placed in both, not just
+            # the anchor and its neighbour (another candidate on the same sacrum, say), and
+            # matches each of them somewhere (no gap: an anchor deep in the sacrum, where
+            # nothing looks like L5, must not outvote a chain that matches every level).
+            moved = all(
+                other.assignment[j] != best.assignment[j]
+                and math.isfinite(solver.candidates[j][other.assignment[j]][2])
+                for j in labelled
+            )
+            if moved and solver.unary[i][elsewhere] - solver.unary[i][choice] > limit:
+                return anchor, other
+        return None
 
     # ----- discs -------------------------------------------------------------------------
     def discs(self, located: dict[str, Located]) -> dict[str, Located]:
