@@ -406,12 +406,13 @@ class Localizer:
                 continue
             i = solver.names.index(anchor)
             choice = best.assignment[i]
-            if choice is None:
-                continue
-            other = solver.best_without(i, choice)
+            # Left out of view by the best chain, the anchor votes with its match in the best
+            # chain that places it in view, against the cost of a vertebra out of view.
+            other = solver.best_with(i) if choice is None else solver.best_without(i, choice)
             elsewhere = other.assignment[i]
             if elsewhere is None or not math.isfinite(other.score):
                 continue
+            here = solver.missing_unary if choice is None else solver.unary[i][choice]
             labelled = [
                 j
                 for j, name in enumerate(solver.names)
@@ -421,14 +422,15 @@ class Localizer:
             ]
             # A vote on the count: the other chain moves every level placed in both, not just
             # the anchor and its neighbour (another candidate on the same sacrum, say), and
-            # matches each of them somewhere (no gap: an anchor deep in the sacrum, where
-            # nothing looks like L5, must not outvote a chain that matches every level).
-            moved = all(
-                other.assignment[j] != best.assignment[j]
-                and math.isfinite(solver.candidates[j][other.assignment[j]][2])
-                for j in labelled
+            # matches the anchor's neighbours (no gap there: an anchor deep in the sacrum,
+            # where nothing looks like L5, must not outvote a chain that matches every level).
+            moved = all(other.assignment[j] != best.assignment[j] for j in labelled)
+            attached = all(
+                math.isfinite(solver.candidates[j][other.assignment[j]][2])
+                for j in (i - 1, i + 1)
+                if 0 <= j < len(solver.names) and other.assignment[j] is not None
             )
-            if moved and solver.unary[i][elsewhere] - solver.unary[i][choice] > limit:
+            if moved and attached and solver.unary[i][elsewhere] - here > limit:
                 return anchor, other
         return None
 
