@@ -34,6 +34,12 @@ EXPECTED_GRAPH = {
         {"label_dataset", "template_reference", "review_corrections"},
     ),
     "qa_report": ("curated", False, {"curated_labels", "template_reference"}),
+    # Made from the reviewed labels; the label assets read it at run time, not as an input.
+    "template_bank": (
+        "template",
+        False,
+        {"curated_labels", "review_corrections", "template_reference"},
+    ),
     "pacs_structured_reports": ("curated", True, {"curated_labels"}),
 }
 

@@ -9,6 +9,7 @@ not DICOM; the three studies are labelled in one batched run (a range of partiti
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,10 +33,12 @@ from labeling_pipeline.defs.resources import (
     PipelineResource,
 )
 from labeling_pipeline.defs.template.assets import template_reference
+from labeling_pipeline.defs.template.bank import template_bank
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.labels.schema import CONTRACT_COLUMNS
 from labeling_pipeline.localization.evaluation import match_truth_by_series
 from labeling_pipeline.localization.template import load_template_landmarks
+from labeling_pipeline.review.workspace import ReviewWorkspace
 from labeling_pipeline.synthetic.sample_data import build_dataset
 
 pytestmark = pytest.mark.slow
@@ -137,6 +140,7 @@ def test_labels_have_one_row_per_landmark_per_labelled_image(run: SimpleNamespac
     assert set(labels["sop_instance_uid"]) == set(run.truth)
     assert (labels.groupby(["sop_instance_uid", "landmark"]).size() == 1).all()
     assert (labels["slice_choice"] != "").all()  # why that slice of its series
+    assert set(labels["template"]) == {"default"}  # one template, no review bank yet
     assert set(labels["landmark"]) == set(template.names())
     assert set(labels["status"]) <= {"ok", "needs_review"}
     ok = labels[labels["status"] == "ok"]
@@ -288,6 +292,70 @@ def test_only_new_studies_and_template_changes_make_labels_stale(run: SimpleName
     new = [key for key in statuses if key not in run.keys]
     assert len(new) == 1 and statuses[new[0]] == "MISSING"
     assert {statuses[key] for key in run.keys} == {"FRESH"}
+
+    # A reviewed image joins the review bank: no labelled study becomes stale, and a study
+    # labelled again reads the bank (and keeps its labels where the default placed everything).
+    workspace = ReviewWorkspace(run.data, run.output)
+    sop = sorted(run.truth)[0]
+    rows = workspace.image_rows(sop).to_dict("records")
+    first = next(row for row in rows if row["landmark"] in run.truth[sop]["landmarks"])
+    true = run.truth[sop]["landmarks"][first["landmark"]]
+    workspace.record(
+        sop,
+        "tester",
+        [
+            {"landmark": first["landmark"], "action": "move", "x": true["x"], "y": true["y"]},
+            *(
+                {"landmark": row["landmark"], "action": "not_in_view"}
+                for row in rows
+                if row["x"] != row["x"]  # not placed: NaN
+            ),
+            {"action": "accept_all"},
+        ],
+    )
+    banked = dg.materialize(
+        [*ALL, template_bank],
+        instance=run.instance,
+        resources=run.resources,
+        selection=[template_bank],
+        run_config=QUIET,
+    )
+    assert banked.success
+    [entry] = banked.asset_materializations_for_node("template_bank")[0].metadata["entries"].value
+    assert (run.output / "template_bank" / entry / "template.dcm").is_file()
+    statuses = _stale(run, "label_dataset")
+    assert {statuses[key] for key in run.keys} == {"FRESH"}
+    relabelled = dg.materialize(
+        ALL,
+        instance=run.instance,
+        resources=run.resources,
+        partition_key=run.keys[0],
+        selection=LABEL,
+        run_config=QUIET,
+    )
+    assert relabelled.success
+    [localization] = [
+        e
+        for e in relabelled.asset_materializations_for_node("label_studies")
+        if e.asset_key == dg.AssetKey("vertebra_localization")
+    ]
+    assert localization.metadata["templates"].value == ["default", f"bank/{entry}"]
+
+    # A second template (template/<name>/) is a template change: every labelled study is stale.
+    shutil.copytree(run.data / "template", run.data / "template_t2")
+    (run.data / "template_t2").rename(run.data / "template" / "t2")
+    named = dg.materialize(
+        ALL,
+        instance=run.instance,
+        resources=run.resources,
+        selection=[template_reference],
+        run_config=QUIET,
+    )
+    [made] = named.asset_materializations_for_node("template_reference")
+    assert made.metadata["templates"].value == ["default", "t2"]
+    assert made.metadata["templates_left_out"].value == []
+    statuses = _stale(run, "label_dataset")
+    assert {statuses[key] for key in run.keys} == {"STALE"}
 
     # The template changes: every labelled study is stale.
     landmarks_file = run.data / "template" / "landmarks.json"

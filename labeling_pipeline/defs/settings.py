@@ -99,10 +99,12 @@ class PipelinePaths:
         return cls(Path(str(data)).expanduser().resolve(), Path(str(output)).expanduser().resolve())
 
     def inputs_digest(self) -> str:
-        """A digest of what the outputs are made from: the data directory and the template
-        (image and landmarks). Runs that share an output directory must agree on it."""
+        """A digest of what the outputs are made from: the data directory and the templates
+        (image and landmarks, the default's and those of ``template/<name>/``). Runs that share
+        an output directory must agree on it. The review bank (``template_bank/``) is not part
+        of it: it grows while runs use the directory."""
         digest = hashlib.sha256(str(self.data_dir).encode("utf-8"))
-        for path in (self.template_image, self.template_landmarks):
+        for path in self.template_files():
             digest.update(b"\0")
             try:
                 digest.update(path.read_bytes())
@@ -111,16 +113,21 @@ class PipelinePaths:
         return digest.hexdigest()
 
     def template_version(self, *settings: object) -> str:
-        """A version of what the template reference is made from: the template image and
-        landmarks, every file of ``domain/`` (the domain knowledge; none: the packaged one, whose
-        version goes with the code version) and ``settings`` (feature model, weights, reference
-        settings). It changes exactly when the reference may change."""
+        """A version of what the template reference is made from: the templates' images and
+        landmarks (default and ``template/<name>/``), every file of ``domain/`` (the domain
+        knowledge; none: the packaged one, whose version goes with the code version) and
+        ``settings`` (feature model, weights, reference settings). It changes exactly when the
+        reference may change."""
         digest = hashlib.sha256()
-        files = [self.template_image, self.template_landmarks]
+        files = self.template_files()
         if self.domain_dir.is_dir():
             files += sorted(p for p in self.domain_dir.rglob("*") if p.is_file())
         for path in files:
-            digest.update(path.name.encode("utf-8") + b"\0")
+            # A named template's files by folder and name (the default's and domain/'s by name,
+            # as before there were named templates: their version stays the same).
+            named = path.parent.parent == self.template_dir
+            name = f"{path.parent.name}/{path.name}" if named else path.name
+            digest.update(name.encode("utf-8") + b"\0")
             try:
                 digest.update(path.read_bytes())
             except OSError:
@@ -142,6 +149,11 @@ class PipelinePaths:
         return self.data_dir / "archive"
 
     @property
+    def template_dir(self) -> Path:
+        """The default template pair, and further templates in ``<name>/`` sub-folders."""
+        return self.data_dir / "template"
+
+    @property
     def template_image(self) -> Path:
         return self.data_dir / "template" / "template.dcm"
 
@@ -152,6 +164,16 @@ class PipelinePaths:
     @property
     def domain_dir(self) -> Path:
         return self.data_dir / "domain"
+
+    def template_files(self) -> list[Path]:
+        """The default template's image and landmarks, then those of every ``template/<name>/``
+        sub-folder (by name; hidden folders left out)."""
+        files = [self.template_image, self.template_landmarks]
+        if self.template_dir.is_dir():
+            for folder in sorted(p for p in self.template_dir.iterdir() if p.is_dir()):
+                if not folder.name.startswith("."):
+                    files += [folder / "template.dcm", folder / "landmarks.json"]
+        return files
 
     # Outputs ------------------------------------------------------------------------------
     @property
@@ -174,6 +196,12 @@ class PipelinePaths:
     def corrections_dir(self) -> Path:
         """Review decisions, append-only (written by the review app)."""
         return self.output_dir / "corrections"
+
+    @property
+    def template_bank_dir(self) -> Path:
+        """Reviewed images as extra templates, ``<name>/{template.dcm,landmarks.json}``
+        (written from the review decisions, read when studies are labelled)."""
+        return self.output_dir / "template_bank"
 
     @property
     def curated_dir(self) -> Path:

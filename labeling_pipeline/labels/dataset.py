@@ -30,7 +30,7 @@ from labeling_pipeline.labels.schema import (
     empty_labels,
 )
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
-from labeling_pipeline.localization.template import TemplateLandmarks
+from labeling_pipeline.localization.template import DEFAULT_TEMPLATE, TemplateLandmarks
 
 _PARTITION_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 NO_RESULT_REASON = "not located: localization returned no result for this landmark"
@@ -42,15 +42,18 @@ def label_rows(
     results: Sequence[LandmarkResult],
     extra: Mapping[str, Any] | None = None,
     template: TemplateLandmarks | None = None,
+    template_names: Mapping[str, str] | None = None,
 ) -> pd.DataFrame:
     """The label rows of one image: exactly one per landmark.
 
     With ``template``, rows follow the template's landmark order, a landmark without a result
     gets a ``needs_review`` row (x, y NaN), and a result for a landmark the template does not
     have raises. Without it, rows follow ``results``. ``extra`` fills the columns that the
-    caller knows (``feature_model``, ``strategy``). ``x_mm = x * column spacing`` and
-    ``y_mm = y * row spacing``.
+    caller knows (``feature_model``, ``strategy``). ``template_names`` maps a landmark to the
+    template that placed it (the ``template`` column; ``default`` for landmarks not named).
+    ``x_mm = x * column spacing`` and ``y_mm = y * row spacing``.
     """
+    template_names = dict(template_names or {})
     extra = dict(extra or {})
     unknown = sorted(set(extra) - set(EXTRA_COLUMNS))
     if unknown:
@@ -105,6 +108,7 @@ def label_rows(
                 "pixel_spacing_col_mm": col_mm,
                 **{name: str(extra.get(name, "")) for name in EXTRA_COLUMNS},
                 "slice_choice": image.slice_choice,
+                "template": template_names.get(result.name, DEFAULT_TEMPLATE),
             }
         )
     if not rows:
@@ -163,7 +167,9 @@ def read_labels(labels_dir: Path) -> pd.DataFrame:
     labels_dir = Path(labels_dir)
     if not labels_dir.is_dir() or not any(labels_dir.glob("[!._]*.parquet")):
         return empty_labels()
-    return conform_labels(pd.read_parquet(labels_dir))
+    # The dataset's schema, not the first file's: partitions written before a column was added
+    # read with its default instead of dropping the column from the whole table.
+    return conform_labels(pd.read_parquet(labels_dir, schema=LABEL_ARROW_SCHEMA))
 
 
 def read_labels_partition(labels_dir: Path, partition_key: str) -> pd.DataFrame:

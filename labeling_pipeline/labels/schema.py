@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow as pa
 
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK
+from labeling_pipeline.localization.template import DEFAULT_TEMPLATE
 
 STATUSES = (OK, NEEDS_REVIEW)
 
@@ -62,6 +63,9 @@ _TYPES: dict[str, pa.DataType] = {
     "strategy": pa.string(),
     # Why this slice (frame) of its series was labelled, as the catalog records it.
     "slice_choice": pa.string(),
+    # The template that placed the landmark: "default" (template/template.dcm), the folder
+    # name of template/<name>/, or "bank/<name>" for a reviewed image of the template bank.
+    "template": pa.string(),
 }
 
 LABEL_COLUMNS: tuple[str, ...] = tuple(_TYPES)
@@ -76,6 +80,8 @@ _DEFAULTS: dict[str, object] = {
     **{name: "" for name in STRING_COLUMNS},
     **{name: np.nan for name in FLOAT_COLUMNS},
     **{name: 0 for name in INT_COLUMNS},
+    # Files written before there were several templates were all labelled by the default.
+    "template": DEFAULT_TEMPLATE,
 }
 
 
@@ -106,7 +112,7 @@ def conform_labels(frame: pd.DataFrame) -> pd.DataFrame:
             frame[name] if name in frame.columns else pd.Series(_DEFAULTS[name], index=frame.index)
         )
         if name in STRING_COLUMNS:
-            out[name] = column.fillna("").astype(str)
+            out[name] = column.fillna(_DEFAULTS[name]).astype(str)
         elif name in FLOAT_COLUMNS:
             out[name] = pd.to_numeric(column, errors="raise").astype("float64")
         else:

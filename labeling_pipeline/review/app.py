@@ -30,7 +30,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from labeling_pipeline.anatomy import load_domain
+from labeling_pipeline.anatomy import DomainError, load_domain
 from labeling_pipeline.corrections import CorrectionError
 from labeling_pipeline.imaging.dicom import DicomValidationError, read_label_image
 from labeling_pipeline.imaging.image import LabelImage
@@ -141,7 +141,18 @@ def create_app(
             return _error(404, str(error))
         except (CorrectionError, ValueError, TypeError, AttributeError) as error:
             return _error(400, str(error))
-        return JSONResponse({"recorded": len(records), "image": detail})
+        return JSONResponse(
+            {"recorded": len(records), "image": detail, "template_bank": _refresh_bank()}
+        )
+
+    def _refresh_bank() -> dict[str, Any]:
+        # The decisions are stored whatever happens here; the bank follows them best-effort
+        # (the template_bank asset refreshes it too).
+        try:
+            refreshed = workspace.refresh_bank()
+        except (TemplateError, DomainError, OSError, ValueError) as error:
+            return {"error": f"template bank not refreshed: {error}"}
+        return {"entries": len(refreshed.entries), "problems": refreshed.problems}
 
     async def template_info(request: Request) -> Response:
         paths = Path(data_dir) / "template"

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labeling_pipeline.anatomy import load_domain
 from labeling_pipeline.corrections import (
     CorrectionError,
     CuratedStatus,
@@ -28,11 +29,13 @@ from labeling_pipeline.corrections import (
     make_correction,
     read_corrections,
 )
+from labeling_pipeline.corrections.bank import BankRefresh, refresh_template_bank
 from labeling_pipeline.corrections.publish import MissingSourceError, labelled_source
 from labeling_pipeline.imaging.dicom import read_label_image
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.labels.dataset import read_labels
+from labeling_pipeline.localization.template import load_template_landmarks
 
 LABELLED_OUTCOME = "labelled"
 WINDOW_PERCENTILES = (1.0, 99.0)
@@ -106,6 +109,10 @@ class ReviewWorkspace:
     @property
     def catalog_path(self) -> Path:
         return self.output_dir / "catalog.parquet"
+
+    @property
+    def template_bank_dir(self) -> Path:
+        return self.output_dir / "template_bank"
 
     # Reading --------------------------------------------------------------------------------
     def _stamp(self, path: Path) -> tuple:
@@ -287,3 +294,20 @@ class ReviewWorkspace:
                 )
             append_corrections(self.corrections_dir, records)
             return records
+
+    def refresh_bank(self) -> BankRefresh:
+        """Make the review bank (``template_bank/``) hold the fully reviewed images as they
+        are now, so that the next run labels with them (:mod:`labeling_pipeline.corrections.bank`).
+        Raises ``TemplateError`` / ``DomainError`` when the data directory has no usable
+        default template (its region decides the bank's)."""
+        landmarks = load_template_landmarks(self.data_dir / "template" / "landmarks.json")
+        domain = load_domain(landmarks.region, self.data_dir / "domain")
+        with self._lock:
+            return refresh_template_bank(
+                self.template_bank_dir,
+                self.curated(),
+                self.catalog(),
+                self.data_dir,
+                landmarks.region,
+                domain.order,
+            )

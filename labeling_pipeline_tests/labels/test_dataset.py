@@ -140,3 +140,32 @@ def test_partition_keys_are_checked(tmp_path: Path) -> None:
         write_labels_partition(tmp_path, key, pd.DataFrame({"landmark": ["L1"]}))
     with pytest.raises(ValueError, match="outside the schema"):
         write_labels_partition(tmp_path, key, _partition(key, ["1.4"]).assign(patient_name="x"))
+
+
+def test_the_template_column_names_who_placed_each_landmark(tmp_path: Path) -> None:
+    image = make_image()
+    frame = label_rows(
+        image, "k-1", make_results(), EXTRA, make_template(), template_names={"L2": "t1"}
+    )
+    placed = frame.set_index("landmark")["template"]
+    assert placed["L2"] == "t1" and placed["L1"] == "default"
+    assert set(placed.drop("L2")) == {"default"}
+
+
+def test_partitions_written_before_the_template_column_read_as_the_default(tmp_path: Path) -> None:
+    labels_dir = tmp_path / "labels"
+    old = label_rows(make_image(), "a-1", make_results(), EXTRA, make_template())
+    old = old.drop(columns=["template"])
+    labels_dir.mkdir()
+    old.to_parquet(labels_dir / "a-1.parquet", index=False)  # the schema of an older version
+    new_image = make_image(sop="1.2.826.0.1.3680043.8.498.99")
+    new = label_rows(
+        new_image, "b-1", make_results(), EXTRA, make_template(), template_names={"L1": "t1"}
+    )
+    write_labels_partition(labels_dir, "b-1", new)
+    table = read_labels(labels_dir)
+    assert len(table) == len(old) + len(new)
+    by_key = table.groupby("partition_key")["template"].apply(set)
+    assert by_key["a-1"] == {"default"}
+    assert by_key["b-1"] == {"default", "t1"}
+    assert set(read_labels_partition(labels_dir, "a-1")["template"]) == {"default"}

@@ -94,6 +94,9 @@ def test_actions_are_recorded_and_errors_explained(server, reviewable):
     assert status == 200 and body["recorded"] == 2
     statuses = {lm["landmark"]: lm["status"] for lm in body["image"]["landmarks"]}
     assert statuses["L4"] == "corrected" and statuses["L5"] == "confirmed"
+    # No default template in this data directory: the decisions stand, the bank says why it
+    # was not refreshed.
+    assert "template bank not refreshed" in body["template_bank"]["error"]
     _, _, queue = _get(server.url + "/api/queue")
     assert [i["sop_instance_uid"] for i in json.loads(queue)["images"]] == [
         reviewable.studies[0].sop_instance_uid
@@ -126,3 +129,30 @@ def test_template_from_an_upload(server, reviewable):
         {"source": source, "region": "lumbar", "landmarks": [{"name": "L2", "x": "a", "y": 1}]},
     )
     assert status == 400
+
+
+def test_a_fully_reviewed_image_joins_the_template_bank(server, reviewable):
+    template_dir = reviewable.data_dir / "template"
+    template_dir.mkdir()
+    (template_dir / "landmarks.json").write_text(
+        json.dumps(
+            {"region": "lumbar", "landmarks": [{"name": "L1", "kind": "vertebra", "x": 1, "y": 1}]}
+        )
+    )
+    study = reviewable.studies[1]  # L4 and L5 flagged, the rest ok
+    url = f"{server.url}/api/images/{study.sop_instance_uid}/actions"
+    x, y = study.truth["L4"]
+    status, body = _post(
+        url, {"reviewer": "ann", "actions": [{"landmark": "L4", "action": "move", "x": x, "y": y}]}
+    )
+    assert status == 200 and body["template_bank"] == {"entries": 0, "problems": []}
+    status, body = _post(
+        url, {"reviewer": "ann", "actions": [{"landmark": "L5", "action": "confirm"}]}
+    )
+    assert status == 200 and body["template_bank"] == {"entries": 1, "problems": []}
+    [entry] = (reviewable.output_dir / "template_bank").glob("reviewed-*")
+    landmarks = load_template_landmarks(entry / "landmarks.json")
+    assert (landmarks.by_name()["L4"].x, landmarks.by_name()["L4"].y) == (
+        pytest.approx(x, abs=1e-3),
+        pytest.approx(y, abs=1e-3),
+    )

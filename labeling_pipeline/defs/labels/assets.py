@@ -20,6 +20,7 @@ from labeling_pipeline.defs.ingestion.partitions import (
     studies_partitions,
 )
 from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
+from labeling_pipeline.defs.template.bank import read_template_bank
 from labeling_pipeline.features.materialize import materialize_features_batch
 from labeling_pipeline.features.settings import FeatureSettingsMismatch
 from labeling_pipeline.features.store import FeatureStore
@@ -32,6 +33,7 @@ from labeling_pipeline.labels.schema import empty_labels
 from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK
 from labeling_pipeline.localization.study import localize_study, search_settings
+from labeling_pipeline.localization.template import DEFAULT_TEMPLATE
 
 # Bumped when what these assets compute changes, so that Dagster shows the studies' labels
 # as stale (code version) and `labeling-pipeline backfill` labels them again.
@@ -62,7 +64,9 @@ STUDY_ASSET_SPECS = (
             "Each template landmark located in each labelled image of the study: the best match "
             "of its reference features within the search regions that the domain knowledge allows; "
             "landmarks outside the spatial criteria are marked needs_review (written with the "
-            "labels)."
+            "labels). Where the default template leaves landmarks for review, the other templates "
+            "(`template/<name>/`) and the review bank (`template_bank/`, read at run time) are "
+            "tried; the `template` column says which placed each landmark."
         ),
     ),
     dg.AssetSpec(
@@ -167,23 +171,47 @@ def label_studies(
     )
     report.add_seconds("features", time.perf_counter() - started)
 
+    started = time.perf_counter()
+    # The review bank is read now, not a dependency: adding a reviewed image must not make
+    # every labelled study stale (and the bank is made from these labels: a cycle otherwise).
+    bank = read_template_bank(
+        paths.template_bank_dir, template_reference, extractor, feature_model, pipeline
+    )
+    for problem in bank.problems:
+        context.log.warning(f"template bank: {problem}")
+    alternatives = [*template_reference.other_templates(), *bank.templates]
+    report.add_seconds("template_bank", time.perf_counter() - started)
+
+    searches = 0
     for key, study in studies.items():
         study.feature_model = model
         started = time.perf_counter()
         try:
-            localization = localize_study(store, study, template_reference, settings)
+            localization = localize_study(
+                store, study, template_reference, settings, alternatives=alternatives
+            )
         except FeatureSettingsMismatch as error:
             raise dg.Failure(
                 f"{error}. Materialize template_reference and pixel_features again with the "
                 "current feature model."
             ) from error
         report.add_seconds("localize", time.perf_counter() - started)
+        searches += localization.searches
         started = time.perf_counter()
         extra = {"feature_model": model, "strategy": localization.strategy}
         frames = []
-        for image, results in zip(localization.images, localization.results, strict=True):
+        for image, results, placed_by in zip(
+            localization.images, localization.results, localization.templates, strict=True
+        ):
             frames.append(
-                label_rows(image, key, results, extra, template=template_reference.landmarks)
+                label_rows(
+                    image,
+                    key,
+                    results,
+                    extra,
+                    template=template_reference.landmarks,
+                    template_names={r.name: t for r, t in zip(results, placed_by, strict=True)},
+                )
             )
             overlay = paths.overlays_dir / f"{image_key(image.sop_instance_uid)}.png"
             render_overlay(image, frames[-1], overlay, partition_key=key)
@@ -199,6 +227,7 @@ def label_studies(
             "unreadable": len(study.unreadable),
             "landmarks_ok": int(statuses.get(OK, 0)),
             "landmarks_needs_review": int(statuses.get(NEEDS_REVIEW, 0)),
+            "templates": {str(k): int(v) for k, v in labels["template"].value_counts().items()},
             "study_digest": study.study_digest,
         }
     index = write_overlay_index(paths.overlays_dir, read_labels(paths.labels_dir))
@@ -228,7 +257,17 @@ def label_studies(
     )
     yield dg.MaterializeResult(
         asset_key="vertebra_localization",
-        metadata={**common, "strategy": settings.strategy},
+        metadata={
+            **common,
+            "strategy": settings.strategy,
+            # The templates tried where the default left landmarks for review, and the searches
+            # that took (one per image and template tried).
+            "templates": dg.MetadataValue.json(
+                [DEFAULT_TEMPLATE, *(template.name for template in alternatives)]
+            ),
+            "template_bank_version": bank.version,
+            "template_searches": searches,
+        },
     )
     ok = sum(s["landmarks_ok"] for s in report.studies.values())
     review = sum(s["landmarks_needs_review"] for s in report.studies.values())
