@@ -348,6 +348,8 @@ class Localizer:
                     math.nan if choice is None else float(problem.anchor_bonus[i][choice])
                 )
         dissent = self._anchor_dissent(solver, best)
+        if dissent is not None:
+            self.diagnostics["count_disputed_by"] = dissent[0]
         located: dict[str, Located] = {}
         for i, name in enumerate(names):
             choice = best.assignment[i]

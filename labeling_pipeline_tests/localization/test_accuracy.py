@@ -19,7 +19,7 @@ from labeling_pipeline.imaging.dicom import read_label_image
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.localization.evaluation import score_image, summarize
 from labeling_pipeline.localization.reference import build_template_reference
-from labeling_pipeline.localization.search import SearchSettings, localize
+from labeling_pipeline.localization.search import Localizer, SearchSettings, localize
 from labeling_pipeline.localization.template import (
     load_template_landmarks,
     parse_template_landmarks,
@@ -236,6 +236,9 @@ def test_chain_flags_a_count_the_sacrum_disputes_on_real_mri(extractor, domain):
     assert {r.name for r in flagged} == {"L1", "L2", "L3", "L4", "L5"}, template_file
     assert all(r.reason.startswith("count in doubt: S1") for r in flagged), flagged
     assert all(r.confidence <= 0.5 for r in flagged), flagged
+    localizer = Localizer(maps[1], reference, domain, SearchSettings())
+    localizer.run()
+    assert localizer.diagnostics["count_disputed_by"] == "S1"
     # Without the sacrum's vote the same chain is labelled ok, one level off.
     unchecked = localize(maps[1], reference, domain, SearchSettings(anchor_dissent_margin=math.inf))
     wrong = summarize(score_image("VB3_08", unchecked, vertebrae, images[1].pixel_spacing_mm))

@@ -468,5 +468,6 @@ def test_chain_records_the_sacrum_anchor_and_the_image_scale(reference, domain):
     located = localizer.run()
     assert localizer.diagnostics["anchor"] == "S1"
     assert localizer.diagnostics["anchor_evidence"] > 0  # S1 looks more like S1 than like L5
+    assert "count_disputed_by" not in localizer.diagnostics  # the sacrum agrees with the count
     assert localizer.diagnostics["scale"] == pytest.approx(44.0 / 36.0, abs=0.05)
     assert all(located[name].status == OK for name in ("L1", "L2", "L3", "L4", "L5"))
