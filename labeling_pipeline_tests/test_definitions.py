@@ -125,11 +125,26 @@ def test_study_assets_run_in_batches_in_one_step_in_the_model_pool(graph) -> Non
 
 def test_automation_is_defined_and_off_by_default() -> None:
     sensor = defs.resolve_sensor_def("new_study_sensor")
-    schedule = defs.resolve_schedule_def("nightly_relabel_schedule")
+    automation = defs.resolve_sensor_def("label_automation")
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
-    assert schedule.cron_schedule == "0 2 * * *"
-    assert schedule.job_name == "label_study_job"
+    assert automation.default_status == dg.DefaultSensorStatus.STOPPED
+    assert isinstance(automation, dg.AutomationConditionSensorDefinition)
+    assert automation.emit_backfills  # many studies: one backfill, batched by the policy
+    assert not list(defs.schedules or [])  # the nightly pass is a cron condition now
+    graph = defs.resolve_asset_graph()
+    conditioned = {
+        key.to_user_string()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).automation_condition is not None
+    }
+    assert conditioned == {
+        "dicom_catalog",
+        "template_reference",
+        "pixel_features",
+        "vertebra_localization",
+        "label_dataset",
+        "curated_labels",
+    }  # pacs_structured_reports too, with LABELING_DICOMWEB_STORE=1 (else never materialized)
 
 
 def test_resources_cover_every_requirement() -> None:

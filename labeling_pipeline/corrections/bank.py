@@ -210,6 +210,57 @@ def bank_version(bank_dir: Path) -> str:
     return digest.hexdigest()[:24]
 
 
+def bank_changed_ns(bank_dir: Path) -> int | None:
+    """When the bank's content last changed (ns since the epoch): the newest modification time
+    of its folder (entries added or removed), its entry folders and their files; None when the
+    bank has no entries (nothing to learn from)."""
+    entries = bank_entries(bank_dir)
+    if not entries:
+        return None
+    paths = [Path(bank_dir), *entries]
+    paths += [path for entry in entries for path in entry.iterdir()]
+    times = []
+    for path in paths:
+        try:
+            times.append(path.stat().st_mtime_ns)
+        except OSError:  # removed by a refresh meanwhile: the folder's time covers it
+            continue
+    return max(times)
+
+
+_flagged_cache: dict[tuple[str, int], bool] = {}
+
+
+def _has_flags(path: Path, modified_ns: int) -> bool:
+    """Whether a partition's label file has a ``needs_review`` row (cached per file version:
+    automation asks on every tick)."""
+    key = (str(path), modified_ns)
+    if key not in _flagged_cache:
+        status = pd.read_parquet(path, columns=["status"])["status"]
+        if len(_flagged_cache) > 100_000:
+            _flagged_cache.clear()
+        _flagged_cache[key] = bool((status == CuratedStatus.NEEDS_REVIEW.value).any())
+    return _flagged_cache[key]
+
+
+def studies_to_retry(labels_dir: Path, bank_dir: Path) -> frozenset[str]:
+    """Partition keys of the studies the bank may now help: labelled with landmarks left for
+    review, before the bank last changed. Empty when the bank is."""
+    changed = bank_changed_ns(bank_dir)
+    directory = Path(labels_dir)
+    if changed is None or not directory.is_dir():
+        return frozenset()
+    keys = set()
+    for path in directory.glob("[!._]*.parquet"):
+        try:
+            modified = path.stat().st_mtime_ns
+            if modified < changed and _has_flags(path, modified):
+                keys.add(path.stem)
+        except (OSError, ValueError, KeyError):  # replaced meanwhile, or not a label file
+            continue
+    return frozenset(keys)
+
+
 def refresh_template_bank(
     bank_dir: Path,
     curated: pd.DataFrame,

@@ -3,8 +3,9 @@
 ``catalog_and_template_job`` (unpartitioned) scans the data directory and builds the template's
 reference features; ``label_study_job`` runs features, localization and the label dataset with
 its checks for a batch of ``studies`` partitions (one study, or a range of keys: backfill
-runs hold up to ``STUDIES_PER_RUN`` studies each). ``labeling-pipeline run``, the sensor, the
-schedule and partition backfills in the UI all run these.
+runs hold up to ``STUDIES_PER_RUN`` studies each). ``labeling-pipeline run``, the sensor and
+partition backfills in the UI run these; declarative automation (``label_automation``) runs the
+same assets through Dagster's asset job, batched by the same backfill policy.
 """
 
 import dagster as dg

@@ -11,7 +11,7 @@ import functools
 import pickle
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -26,10 +26,8 @@ from labeling_pipeline.defs.settings import (
     PipelinePaths,
     resolve_setting,
 )
-from labeling_pipeline.features.extractors import FeatureExtractor, load_extractor
 from labeling_pipeline.features.preprocess import PreparationSettings
 from labeling_pipeline.labels.catalog import read_catalog
-from labeling_pipeline.localization.reference import ReferenceSettings
 from labeling_pipeline.locks import (
     OutputDirectoryLock,
     ProcessIdentity,
@@ -37,6 +35,12 @@ from labeling_pipeline.locks import (
     partition_lock_path,
     shared_lock_path,
 )
+
+if TYPE_CHECKING:
+    # torch comes with the extractors: imported when a run first needs the model, not when
+    # the definitions load (the code server and the daemon never need it; ~1 GB per process).
+    from labeling_pipeline.features.extractors import FeatureExtractor
+    from labeling_pipeline.localization.reference import ReferenceSettings
 
 
 class PipelineResource(dg.ConfigurableResource):
@@ -114,6 +118,8 @@ class PipelineResource(dg.ConfigurableResource):
 
     def reference_settings(self) -> ReferenceSettings:
         """How template references are built (context size from config or environment)."""
+        from labeling_pipeline.localization.reference import ReferenceSettings
+
         explicit = None if self.reference_context_mm is None else str(self.reference_context_mm)
         value = resolve_setting(explicit, CONTEXT_ENV, None)
         if value is None:
@@ -172,6 +178,8 @@ class FeatureModelResource(dg.ConfigurableResource):
 
 @functools.lru_cache(maxsize=2)
 def _load_extractor_once(model: str, weights: str | None) -> FeatureExtractor:
+    from labeling_pipeline.features.extractors import load_extractor
+
     return load_extractor(model=model, weights=weights)
 
 

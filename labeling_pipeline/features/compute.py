@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labeling_pipeline.features.extractors import FeatureExtractor
 from labeling_pipeline.features.feature_map import FeatureMap
 from labeling_pipeline.features.preprocess import PreparationSettings, prepare_image
 from labeling_pipeline.features.settings import (
@@ -18,6 +17,9 @@ from labeling_pipeline.features.settings import (
 )
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.imaging.transform import PixelTransform
+
+if TYPE_CHECKING:  # the extractors import torch: only the callers that pass one in load it
+    from labeling_pipeline.features.extractors import FeatureExtractor
 
 __all__ = [
     "FeatureSettingsMismatch",

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from labeling_pipeline.features.compute import (
     compute_feature_maps,
     feature_fingerprint,
     feature_settings,
 )
-from labeling_pipeline.features.extractors import FeatureExtractor
 from labeling_pipeline.features.preprocess import PreparationSettings
 from labeling_pipeline.features.store import FeatureStore
 from labeling_pipeline.imaging.image import LabelImage
+
+if TYPE_CHECKING:  # the extractors import torch: only the callers that pass one in load it
+    from labeling_pipeline.features.extractors import FeatureExtractor
 
 
 @dataclass

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from labeling_pipeline.anatomy import DomainKnowledge
 from labeling_pipeline.features.compute import compute_feature_maps
-from labeling_pipeline.features.extractors import FeatureExtractor
 from labeling_pipeline.features.preprocess import PreparationSettings
 from labeling_pipeline.imaging.dicom import DicomValidationError, read_label_image
 from labeling_pipeline.localization.reference import (
@@ -30,6 +30,9 @@ from labeling_pipeline.localization.template import (
     TemplateLandmarks,
     load_template_landmarks,
 )
+
+if TYPE_CHECKING:  # the extractors import torch; the types here load with the definitions
+    from labeling_pipeline.features.extractors import FeatureExtractor
 
 
 @dataclass

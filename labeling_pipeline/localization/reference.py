@@ -21,7 +21,6 @@ import numpy as np
 
 from labeling_pipeline.anatomy import DomainKnowledge
 from labeling_pipeline.features.feature_map import FeatureMap
-from labeling_pipeline.localization.similarity import sample_bilinear
 from labeling_pipeline.localization.template import TemplateError, TemplateLandmarks
 
 
@@ -202,6 +201,10 @@ def build_template_reference(
                 context_only=context_only,
             )
         )
+    # torch (the similarity kernels) only when a reference is built: the types of this module
+    # travel with the Dagster definitions, which load without torch.
+    from labeling_pipeline.localization.similarity import sample_bilinear
+
     kept = {ref.name for ref in references}
     chain = domain.ordered([n for n in [*vertebrae, *beyond] if n in kept])
     stacks = [features]

@@ -50,6 +50,7 @@ LANDMARK_FIELDS = (
     "reason",
     "reviewer",
     "machine_status",
+    "template",  # which template placed it (the default, template/<name>/ or the review bank)
 )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -16,8 +18,10 @@ from labeling_pipeline.corrections.bank import (
     BANK_PREFIX,
     SOURCE_FILE,
     bank_candidates,
+    bank_changed_ns,
     bank_version,
     refresh_template_bank,
+    studies_to_retry,
 )
 from labeling_pipeline.imaging.dicom import read_label_image
 from labeling_pipeline.labels.catalog import read_catalog
@@ -192,3 +196,44 @@ def test_candidates_need_two_placed_vertebrae():
     rows.loc[1, ["x", "y", "status"]] = [11.0, 40.0, "ok"]
     [candidate] = bank_candidates(rows, LUMBAR.order)
     assert candidate.corrected == 1 and candidate.confirmed == 1
+
+
+def _label_file(labels_dir, key: str, statuses: list[str], modified_s: float) -> None:
+    """A partition's label file as far as the retry question reads it (its ``status`` column),
+    written at a given modification time."""
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    path = labels_dir / f"{key}.parquet"
+    pd.DataFrame(
+        {"landmark": [f"L{i}" for i in range(len(statuses))], "status": statuses}
+    ).to_parquet(path)
+    os.utime(path, (modified_s, modified_s))
+
+
+def _bank_entry(bank_dir, name: str, modified_s: float) -> None:
+    entry = bank_dir / f"reviewed-{name}"
+    entry.mkdir(parents=True)
+    (entry / "landmarks.json").write_text("{}")
+    for path in (entry / "landmarks.json", entry, bank_dir):
+        os.utime(path, (modified_s, modified_s))
+
+
+def test_studies_labelled_with_flags_before_the_bank_changed_are_retried_once(tmp_path):
+    labels, bank = tmp_path / "labels", tmp_path / "template_bank"
+    _label_file(labels, "flagged", ["ok", "needs_review"], 1000)
+    _label_file(labels, "clean", ["ok", "ok"], 1000)
+    assert studies_to_retry(labels, bank) == frozenset()  # no bank yet: nothing to learn from
+    assert bank_changed_ns(bank) is None
+
+    _bank_entry(bank, "a", 2000)
+    assert bank_changed_ns(bank) == 2000 * 10**9
+    assert studies_to_retry(labels, bank) == {"flagged"}
+    # Labelled again after the change (still flagged or not): not asked again...
+    _label_file(labels, "flagged", ["ok", "needs_review"], 3000)
+    assert studies_to_retry(labels, bank) == frozenset()
+    # ...until the bank changes again; a study labelled clean never is.
+    _bank_entry(bank, "b", 4000)
+    assert studies_to_retry(labels, bank) == {"flagged"}
+    # The bank emptied (every entry reverted): nothing to retry with.
+    shutil.rmtree(bank / "reviewed-a")
+    shutil.rmtree(bank / "reviewed-b")
+    assert studies_to_retry(labels, bank) == frozenset()

@@ -33,6 +33,8 @@ def test_decisions_clear_the_queue_and_are_stored(reviewable):
     detail = workspace.image_detail(study.sop_instance_uid)
     statuses = {lm["landmark"]: lm["status"] for lm in detail["landmarks"]}
     assert statuses["L3"] == "corrected" and statuses["S1"] == "not_in_view"
+    # The page says which template placed each landmark (all by the default one here).
+    assert {lm["template"] for lm in detail["landmarks"]} == {"default"}
     assert detail["next"] == reviewable.studies[1].sop_instance_uid
     assert [i["partition_key"] for i in workspace.queue()] == [reviewable.studies[1].partition_key]
     # Accept all confirms the machine's placed landmarks, not the reviewer's decisions.

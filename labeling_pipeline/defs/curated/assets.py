@@ -13,6 +13,7 @@ from labeling_pipeline.defs.ingestion.partitions import (
     studies_backfill_policy,
     studies_partitions,
 )
+from labeling_pipeline.defs.labels.schedules import follow_labels_condition
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.labels.dataset import read_labels_partition
@@ -41,6 +42,7 @@ def review_corrections(context: dg.AssetExecutionContext) -> dg.DataVersion:
     kinds={"parquet", "dicom"},
     deps=[review_corrections, "label_dataset"],
     code_version="1",
+    automation_condition=follow_labels_condition(),
     description=(
         "The study's labels with the latest review decision per landmark (statuses ok, "
         "needs_review, corrected, confirmed, not_in_view; `source` machine or reviewer), "

@@ -18,6 +18,7 @@ from labeling_pipeline.defs.ingestion.partitions import (
     studies_backfill_policy,
     studies_partitions,
 )
+from labeling_pipeline.defs.labels.schedules import pacs_condition
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.imaging.dicomweb import (
     DicomwebConfigError,
@@ -37,6 +38,7 @@ from labeling_pipeline.labels.catalog import read_catalog
     deps=[curated_labels],
     backfill_policy=studies_backfill_policy,
     output_required=False,
+    automation_condition=pacs_condition(),
     description=(
         "With LABELING_DICOMWEB_STORE=1: the DICOM SR of each labelled image of the study that "
         "came from LABELING_DICOMWEB_URL (the file in `sr/`, curated labels), stored on that "

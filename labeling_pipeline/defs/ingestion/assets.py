@@ -6,7 +6,15 @@ import time
 
 import dagster as dg
 
-from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME, studies_partitions
+from labeling_pipeline.defs.ingestion.partitions import (
+    SOURCE_ORDER,
+    STUDIES_PARTITION_NAME,
+    registration_order,
+    selection_text,
+    studies_partitions,
+    study_sources,
+)
+from labeling_pipeline.defs.labels.schedules import nightly_condition
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.settings import image_limits_from_environment
 from labeling_pipeline.imaging.dicom import (
@@ -42,8 +50,9 @@ DATA_VERSION_TAG = "dagster/data_version"  # the tag that carries an observation
     required_resource_keys={"pipeline"},
     description="The DICOM files of each study, as `catalog.parquet` lists them: one data "
     "version per study partition (a digest of its files' paths, contents and outcomes). "
-    "`dicom_catalog` records a new version for each new or changed study, so only that "
-    "study's labels show as stale.",
+    "`dicom_catalog` records a new version for each new or changed study (with its source: "
+    "incoming, archive or dicomweb), so only that study's labels show as stale, and "
+    "automation labels it again when it is an incoming or server study.",
 )
 def study_files(context: dg.AssetExecutionContext) -> dg.DataVersionsByPartition:
     path = context.resources.pipeline.paths().catalog_path
@@ -88,11 +97,15 @@ def _sync_dicomweb(context: dg.AssetExecutionContext, data_dir) -> dict:
     group_name="ingestion",
     io_manager_key="catalog_io_manager",
     kinds={"dicom", "parquet"},
+    automation_condition=nightly_condition(),
     description=(
         "Every file under the data directory's incoming/ and archive/ (and dicomweb/, studies "
         "retrieved from LABELING_DICOMWEB_URL first), validated, with its "
         "outcome (labelled, accepted, rejected and why), written to catalog.parquet. One image "
-        "per series is chosen for labelling; each study with one becomes a 'studies' partition."
+        "per series is chosen for labelling; each study with one becomes a 'studies' partition, "
+        "registered with the other new studies of its source (archive, then dicomweb, then "
+        "incoming), so each source is a block of the partition lists; the metadata names the "
+        "blocks (archive_partitions, incoming_partitions). Made again nightly at 02:00."
     ),
 )
 def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.Output:
@@ -122,20 +135,30 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
     # Each new or changed study gets a new data version of its files (study_files): only its
     # labels become stale, not every study's as a new catalog would make them.
     changed = {key: d for key, d in study_digests(catalog).items() if before.get(key) != d}
+    sources = study_sources(catalog)
     for key, digest in changed.items():
         context.log_event(
             dg.AssetObservation(
                 asset_key=STUDY_FILES_KEY,
                 partition=key,
                 tags={DATA_VERSION_TAG: digest},
+                metadata={"source": sources.get(key, "")},  # shown with the partition in the UI
             )
         )
 
     keys = labelled_partition_keys(catalog)
     known = set(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
-    new_keys = [key for key in keys if key not in known]
+    # Grouped by source: each source's studies stay contiguous ranges in the UI and in batches.
+    new_keys = [key for key in registration_order(catalog) if key not in known]
     if new_keys:
         context.instance.add_dynamic_partitions(STUDIES_PARTITION_NAME, new_keys)
+    ordered = list(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
+    selections = {
+        f"{source}_partitions": dg.MetadataValue.text(
+            selection_text(ordered, [k for k, s in sources.items() if s == source]) or "none"
+        )
+        for source in SOURCE_ORDER
+    }
     context.log.info(
         f"catalogued {len(catalog)} files: {len(keys)} studies to label "
         f"({len(new_keys)} new partitions)"
@@ -161,6 +184,8 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
                 rejection_summary(catalog).to_markdown(index=False) or "none"
             ),
             "dagster/row_count": len(catalog),
+            # Where each source's studies lie in the partitions' order (the UI's lists and bars).
+            **selections,
             **dicomweb,
         },
     )

@@ -1,8 +1,14 @@
 """One Dagster partition per study, keyed as ingestion keys them (``YYYYMMDD-<8 hex>``).
 
 The key is :func:`labeling_pipeline.imaging.dicom.partition_key`: readable, sorted by study date,
-and free of patient data. Partitions are dynamic: ``dicom_catalog``, the ``new_study_sensor`` and
-``labeling-pipeline run`` add a key for every study they find.
+and free of patient data. It does not name the study's folder: a study keeps its key (and its
+labels) when its files move from ``incoming/`` to ``archive/``, and a study with files in both is
+one partition. Partitions are dynamic: ``dicom_catalog``, the ``new_study_sensor`` and
+``labeling-pipeline run`` add a key for every study they find, the studies of each source
+together (:func:`registration_order`), so that in the UI, whose partition lists and status
+bars follow the order of registration, each source's studies make a few contiguous blocks (the
+catalog's metadata names them: ``archive_partitions``, ``incoming_partitions``, ...), and the
+studies that automation labels (incoming, server) fill batches of contiguous keys.
 
 Runs of the per-study assets label a batch of studies (a range of partition keys): the feature
 model is loaded once per run and the images of the batch go through the network together, so a
@@ -10,6 +16,9 @@ backfill costs about the work itself plus one run's start-up per batch.
 """
 
 import dagster as dg
+import pandas as pd
+
+from labeling_pipeline.imaging.dicom import CatalogOutcome
 
 STUDIES_PARTITION_NAME = "studies"
 
@@ -25,6 +34,52 @@ FEATURE_MODEL_POOL = "feature_model"
 studies_partitions = dg.DynamicPartitionsDefinition(name=STUDIES_PARTITION_NAME)
 
 studies_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=STUDIES_PER_RUN)
+
+
+# Order of registration in one catalog run: archive studies first, then the server's, then the
+# incoming ones, so that the studies automation labels (incoming, server) are one range at the
+# end and fill batches of contiguous keys.
+SOURCE_ORDER = ("archive", "dicomweb", "incoming")
+
+
+def study_sources(catalog: pd.DataFrame) -> dict[str, str]:
+    """Partition key -> the study's source: the last of :data:`SOURCE_ORDER` among the folders
+    of its images to label (a study with files in incoming/ and archive/ counts as incoming)."""
+    labelled = catalog[
+        (catalog["outcome"] == CatalogOutcome.LABELLED) & (catalog["partition_key"] != "")
+    ]
+    rank = {source: i for i, source in enumerate(SOURCE_ORDER)}
+    sources: dict[str, str] = {}
+    for key, source in zip(labelled["partition_key"], labelled["source"], strict=True):
+        current = sources.get(str(key))
+        if current is None or rank.get(str(source), -1) > rank.get(current, -1):
+            sources[str(key)] = str(source)
+    return sources
+
+
+def registration_order(catalog: pd.DataFrame) -> list[str]:
+    """The catalog's study partition keys, grouped by source (:data:`SOURCE_ORDER`), each group
+    sorted by key (study date)."""
+    rank = {source: i for i, source in enumerate(SOURCE_ORDER)}
+    sources = study_sources(catalog)
+    return sorted(sources, key=lambda key: (rank.get(sources[key], -1), key))
+
+
+def selection_text(ordered: list[str], wanted: set[str] | list[str]) -> str:
+    """``wanted`` keys as Dagster writes partition selections: contiguous runs of ``ordered`` (the
+    partitions' order in the instance) as ``[first...last]``, single keys alone, comma-separated;
+    few terms when each source was registered together."""
+    chosen = set(wanted)
+    terms: list[str] = []
+    run: list[str] = []
+    for key in [*ordered, None]:
+        if key is not None and key in chosen:
+            run.append(key)
+            continue
+        if run:
+            terms.append(run[0] if len(run) == 1 else f"[{run[0]}...{run[-1]}]")
+            run = []
+    return ", ".join(terms)
 
 
 def contiguous_batches(ordered: list[str], wanted: list[str], size: int) -> list[list[str]]:

@@ -1,25 +1,30 @@
-"""Label new studies as they arrive in ``incoming/`` or on the DICOMweb server.
+"""What automation conditions cannot see: files arriving in ``incoming/`` or on the DICOMweb server.
 
-Each tick first compares a cheap fingerprint of ``incoming/`` (paths, sizes, modification
-times) with the one the latest ``dicom_catalog`` was built from. When they differ it asks for a
-catalog run (which validates the new files and registers their studies); once the catalog is
-current it registers any missing study partitions and asks for one ``label_study_job`` run per
-incoming study whose files differ from those its labels were made from. With
+``new_study_sensor`` compares, on each tick, a cheap fingerprint of ``incoming/`` (paths, sizes,
+modification times) with the one the latest ``dicom_catalog`` was built from; when they differ it
+asks for a ``dicom_catalog`` run, which validates the files, registers a ``studies`` partition per
+new study and records a new data version of ``study_files`` for each new or changed study. With
 ``LABELING_DICOMWEB_URL`` set, a current catalog is also checked against the server (one QIDO
 search over the look-back window): new or failed server studies ask for a catalog run, which
-retrieves them; studies from the server are then labelled like incoming ones.
+retrieves them. It also registers partitions the instance lost, and marks failed the runs whose
+process died.
+
+Labelling is declarative (``label_automation``, below; the conditions are in
+``defs/labels/schedules.py``): new and stale studies of ``incoming/`` and the server are
+requested as one backfill per tick, which the study assets' backfill policy cuts into runs of up
+to ``STUDIES_PER_RUN`` studies.
 """
 
 import hashlib
 
 import dagster as dg
 
-from labeling_pipeline.defs.ingestion.partitions import studies_partitions
-from labeling_pipeline.defs.jobs import catalog_and_template_job, label_study_job
+from labeling_pipeline.defs.ingestion.partitions import registration_order, studies_partitions
+from labeling_pipeline.defs.jobs import catalog_and_template_job
 from labeling_pipeline.defs.labels.assets import study_metadata
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.runs import fail_runs_of_dead_processes
-from labeling_pipeline.imaging.dicom import labelled_partition_keys, study_digest, tree_fingerprint
+from labeling_pipeline.imaging.dicom import tree_fingerprint
 from labeling_pipeline.imaging.dicomweb import (
     DateRange,
     DicomwebError,
@@ -29,9 +34,6 @@ from labeling_pipeline.imaging.dicomweb import (
     pending_studies,
 )
 from labeling_pipeline.labels.catalog import read_catalog
-
-# Sources whose studies the sensor labels as they arrive (archive/ is for backfills).
-WATCHED_SOURCES = ("incoming", "dicomweb")
 
 
 def _server_request(context: dg.SensorEvaluationContext, data_dir) -> dg.RunRequest | None:
@@ -49,9 +51,16 @@ def _server_request(context: dg.SensorEvaluationContext, data_dir) -> dg.RunRequ
     if not pending:
         return None
     digest = hashlib.sha256("\n".join(pending).encode()).hexdigest()[:16]
+    return _catalog_request(f"dicomweb-{digest}")
+
+
+def _catalog_request(run_key: str) -> dg.RunRequest:
+    # Only the catalog: the template reference is made nightly or when missing (automation),
+    # not on every new file (it loads the feature model).
     return dg.RunRequest(
         job_name=catalog_and_template_job.name,
-        run_key=f"dicomweb-{digest}",
+        asset_selection=[CATALOG_KEY],
+        run_key=run_key,
         tags={"labeling/trigger": "new_study_sensor"},
     )
 
@@ -84,11 +93,12 @@ def labelled_digest(instance: dg.DagsterInstance, partition_key: str) -> str | N
 
 @dg.sensor(
     name="new_study_sensor",
-    jobs=[catalog_and_template_job, label_study_job],
+    jobs=[catalog_and_template_job],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Catalogues new files in incoming/, registers their studies as partitions and "
-    "labels each new or changed study.",
+    description="Asks for a dicom_catalog run when the files in incoming/ (or the DICOMweb "
+    "server's studies) change, and registers study partitions the instance lost. Labelling "
+    "the new and changed studies is left to label_automation.",
 )
 def new_study_sensor(
     context: dg.SensorEvaluationContext, pipeline: PipelineResource
@@ -107,38 +117,33 @@ def new_study_sensor(
         if fingerprint.files == 0 and latest is None and DicomwebSettings.from_env() is None:
             return dg.SkipReason(f"no files in {paths.incoming_dir} yet")
         # The same run key for the same listing: a queued catalog run is not asked for twice.
-        return dg.RunRequest(
-            job_name=catalog_and_template_job.name,
-            run_key=f"catalog-{fingerprint.digest[:16]}",
-            tags={"labeling/trigger": "new_study_sensor"},
-        )
+        return _catalog_request(f"catalog-{fingerprint.digest[:16]}")
 
     server = _server_request(context, paths.data_dir)
     if server is not None:
         return server
-    catalog = read_catalog(paths.catalog_path)
-    incoming = catalog[catalog["source"].isin(WATCHED_SOURCES)]
-    keys = labelled_partition_keys(incoming)
     known = set(context.instance.get_dynamic_partitions(studies_partitions.name))
-    missing = [key for key in keys if key not in known]
-    requests = []
-    for key in keys:
-        digest = study_digest(catalog, key)
-        if labelled_digest(context.instance, key) == digest:
-            continue  # already labelled from exactly these files
-        requests.append(
-            dg.RunRequest(
-                job_name=label_study_job.name,
-                partition_key=key,
-                run_key=f"label-{key}-{digest[:16]}",
-                tags={"labeling/trigger": "new_study_sensor"},
-            )
-        )
-    if not requests and not missing:
-        return dg.SkipReason(f"all {len(keys)} incoming studies are labelled and current")
+    catalog = read_catalog(paths.catalog_path)
+    missing = [key for key in registration_order(catalog) if key not in known]
+    if not missing:
+        return dg.SkipReason("the catalog is current; label_automation labels what it made stale")
     return dg.SensorResult(
-        run_requests=requests,
         dynamic_partitions_requests=[studies_partitions.build_add_request(missing)]
-        if missing
-        else [],
     )
+
+
+# Declared (not Dagster's default automation sensor) to run in the code location: the
+# FromWatchedSource condition reads the catalog. Batches: one backfill per tick, cut into runs by
+# the study assets' backfill policy (up to STUDIES_PER_RUN contiguous partitions each).
+label_automation = dg.AutomationConditionSensorDefinition(
+    name="label_automation",
+    target=dg.AssetSelection.all(),
+    use_user_code_server=True,
+    emit_backfills=True,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    run_tags={"labeling/trigger": "label_automation"},
+    description="Labels new and stale studies of incoming/ and the DICOMweb server (their files, "
+    "the template reference or the code changed), and makes the catalog and template reference "
+    "again every night at 02:00 (conditions in defs/labels/schedules.py).",
+)

@@ -19,6 +19,7 @@ from labeling_pipeline.defs.ingestion.partitions import (
     studies_backfill_policy,
     studies_partitions,
 )
+from labeling_pipeline.defs.labels.schedules import label_condition
 from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
 from labeling_pipeline.defs.template.bank import read_template_bank
 from labeling_pipeline.features.materialize import materialize_features_batch
@@ -32,7 +33,6 @@ from labeling_pipeline.labels.overlay import render_overlay, write_overlay_index
 from labeling_pipeline.labels.schema import empty_labels
 from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK
-from labeling_pipeline.localization.study import localize_study, search_settings
 from labeling_pipeline.localization.template import DEFAULT_TEMPLATE
 
 # Bumped when what these assets compute changes, so that Dagster shows the studies' labels
@@ -47,6 +47,7 @@ STUDY_ASSET_SPECS = (
         group_name="features",
         kinds={"pytorch", "zarr"},
         code_version=LABEL_CODE_VERSION,
+        automation_condition=label_condition(),
         description=(
             "Dense features of each labelled image of the study (the catalogued most "
             "mid-sagittal slice or frame of its series), from the pretrained model of "
@@ -60,6 +61,7 @@ STUDY_ASSET_SPECS = (
         group_name="localization",
         kinds={"pytorch"},
         code_version=LABEL_CODE_VERSION,
+        automation_condition=label_condition(),
         description=(
             "Each template landmark located in each labelled image of the study: the best match "
             "of its reference features within the search regions that the domain knowledge allows; "
@@ -75,6 +77,7 @@ STUDY_ASSET_SPECS = (
         group_name="labels",
         kinds={"parquet", "png"},
         code_version=LABEL_CODE_VERSION,
+        automation_condition=label_condition(),
         description=(
             "The study's rows of the label dataset: one per (labelled image, template landmark), "
             "x = column and y = row in pixels of the labelled image, status ok or needs_review; "
@@ -140,6 +143,9 @@ def label_studies(
     pipeline: PipelineResource,
     feature_model: FeatureModelResource,
 ):
+    # The search imports torch: here, in the run, not when the definitions load.
+    from labeling_pipeline.localization.study import localize_study, search_settings
+
     paths = pipeline.paths()
     keys = list(context.partition_keys)
     if not paths.catalog_path.is_file():

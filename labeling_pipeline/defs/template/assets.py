@@ -5,6 +5,7 @@ import time
 import dagster as dg
 
 from labeling_pipeline.anatomy import DomainError, domain_source, load_domain
+from labeling_pipeline.defs.labels.schedules import template_condition
 from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
 from labeling_pipeline.features.compute import compute_feature_maps
 from labeling_pipeline.imaging.dicom import DicomValidationError, read_label_image
@@ -37,6 +38,7 @@ def template_version(pipeline: PipelineResource, feature_model: FeatureModelReso
 @dg.asset(
     group_name="template",
     code_version=TEMPLATE_CODE_VERSION,
+    automation_condition=template_condition(),
     kinds={"dicom", "pytorch"},
     description=(
         "Reference features of each landmark of the template (`template/template.dcm` with "

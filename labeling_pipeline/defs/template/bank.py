@@ -5,13 +5,15 @@ refreshes it after every save). The label step reads it when it runs
 (:func:`read_template_bank`) rather than depending on the asset: the bank is made from the
 labels (a dependency would be a cycle), and a new reviewed image must not make every labelled
 study stale. It is used by every study labelled from then on: new ones, and any study labelled
-again (``labeling-pipeline run`` labels every study; in the UI, materialize the flagged ones).
+again (``labeling-pipeline run`` labels every study; automation labels the still-flagged ones
+again after each change of the bank, ``defs/labels/schedules.py``).
 """
 
 import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
@@ -23,7 +25,6 @@ from labeling_pipeline.corrections.bank import (
     refresh_template_bank,
 )
 from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
-from labeling_pipeline.features.extractors import FeatureExtractor
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.labels.dataset import read_labels
 from labeling_pipeline.localization.bundle import (
@@ -32,6 +33,9 @@ from labeling_pipeline.localization.bundle import (
     build_named_templates,
 )
 from labeling_pipeline.localization.template import TemplateFiles, named_template_files
+
+if TYPE_CHECKING:  # the extractors import torch: not when the definitions load
+    from labeling_pipeline.features.extractors import FeatureExtractor
 
 
 @dataclass
@@ -60,7 +64,7 @@ def _entry_key(files: TemplateFiles, settings: tuple) -> tuple:
 def read_template_bank(
     bank_dir: Path,
     template: TemplateBundle,
-    extractor: FeatureExtractor,
+    extractor: "FeatureExtractor",
     feature_model: FeatureModelResource,
     pipeline: PipelineResource,
 ) -> BankTemplates:

@@ -162,6 +162,9 @@ function renderLandmarks() {
     const info = row.insertCell();
     const parts = [];
     if (lm.confidence != null && lm.source === "machine") parts.push(lm.confidence.toFixed(2));
+    if (lm.template && lm.template !== "default" && lm.source === "machine") {
+      parts.push(`template ${lm.template}`);
+    }
     if (lm.x == null && lm.status !== "not_in_view") parts.push("no position: click to place");
     if (lm.reviewer) parts.push(`by ${lm.reviewer}`);
     info.textContent = parts.join(" · ");

@@ -1,7 +1,6 @@
-"""new_study_sensor: catalogue when incoming/ changes, then register and label new studies once;
-and the nightly schedule that labels incoming studies again."""
+"""new_study_sensor: a catalog run when incoming/ changes, partitions the instance lost registered
+again; labelling is left to declarative automation (``defs/labels/test_automation.py``)."""
 
-import datetime
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,15 +9,13 @@ import dagster as dg
 import pytest
 
 from labeling_pipeline.defs.ingestion.assets import dicom_catalog
-from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
+from labeling_pipeline.defs.ingestion.partitions import SOURCE_ORDER, STUDIES_PARTITION_NAME
 from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
-from labeling_pipeline.defs.labels.schedules import nightly_relabel_schedule
 from labeling_pipeline.defs.resources import (
     CatalogIOManager,
     IntermediateIOManager,
     PipelineResource,
 )
-from labeling_pipeline.imaging.dicom import study_digest
 from labeling_pipeline.labels.catalog import read_catalog
 from labeling_pipeline.synthetic.sample_data import build_dataset
 
@@ -53,7 +50,7 @@ def _tick(env: SimpleNamespace):
         return new_study_sensor(context)
 
 
-def _catalog(env: SimpleNamespace) -> None:
+def _catalog(env: SimpleNamespace) -> dg.ExecuteInProcessResult:
     resources = {
         "pipeline": env.pipeline,
         "io_manager": IntermediateIOManager(pipeline=env.pipeline),
@@ -63,6 +60,7 @@ def _catalog(env: SimpleNamespace) -> None:
         [dicom_catalog], instance=env.instance, resources=resources, run_config=QUIET
     )
     assert result.success
+    return result
 
 
 def test_empty_incoming_is_skipped(env: SimpleNamespace) -> None:
@@ -74,50 +72,44 @@ def test_new_files_ask_for_a_catalog_run_once_per_listing(env: SimpleNamespace) 
     first = _tick(env)
     assert isinstance(first, dg.RunRequest)
     assert first.job_name == "catalog_and_template_job"
+    # Only the catalog: the template reference (which loads the model) is not made per new file.
+    assert first.asset_selection == [dg.AssetKey("dicom_catalog")]
     assert _tick(env).run_key == first.run_key  # the same listing, the same (deduplicated) key
     (env.data / "incoming" / "extra.txt").write_text("new file")
     assert _tick(env).run_key != first.run_key
 
 
-def test_current_catalog_gives_one_label_run_per_incoming_study(env: SimpleNamespace) -> None:
+def test_current_catalog_registers_lost_partitions_and_requests_no_label_run(
+    env: SimpleNamespace,
+) -> None:
     _catalog(env)
     catalog = read_catalog(Path(env.pipeline.output_dir) / "catalog.parquet")
     incoming = sorted(set(catalog[catalog["source"] == "incoming"]["partition_key"]))
     archived = set(catalog[catalog["source"] == "archive"]["partition_key"])
     assert len(incoming) == 2 and len(archived) == 1
+    assert isinstance(_tick(env), dg.SkipReason)  # current: automation labels what is new
 
     # A partition lost from the instance is registered again by the sensor.
     env.instance.delete_dynamic_partition(STUDIES_PARTITION_NAME, incoming[0])
     result = _tick(env)
-    assert isinstance(result, dg.SensorResult)
-    assert [r.partition_key for r in result.run_requests] == incoming  # archive is left alone
-    assert all(r.job_name == "label_study_job" for r in result.run_requests)
+    assert isinstance(result, dg.SensorResult) and not result.run_requests
     [add] = result.dynamic_partitions_requests
     assert list(add.partition_keys) == [incoming[0]]
 
-    # Once a study's labels were made from exactly these files, it is not asked for again.
-    env.instance.add_dynamic_partitions(STUDIES_PARTITION_NAME, [incoming[0]])
-    env.instance.report_runless_asset_event(
-        dg.AssetMaterialization(
-            asset_key="label_dataset",
-            partition=incoming[0],
-            metadata={"study_digest": study_digest(catalog, incoming[0])},
-        )
-    )
-    again = _tick(env)
-    assert [r.partition_key for r in again.run_requests] == incoming[1:]
 
-
-def test_nightly_schedule_relabels_every_incoming_study(env: SimpleNamespace) -> None:
-    with dg.build_schedule_context(
-        instance=env.instance,
-        scheduled_execution_time=datetime.datetime(2026, 9, 5, 2, 0),
-        resources={"pipeline": env.pipeline},
-    ) as context:
-        assert isinstance(nightly_relabel_schedule(context), dg.SkipReason)  # no catalog yet
-        _catalog(env)
-        requests = nightly_relabel_schedule(context)
+def test_catalog_registers_each_source_together_and_says_how_to_select_it(
+    env: SimpleNamespace,
+) -> None:
+    metadata = _catalog(env).asset_materializations_for_node("dicom_catalog")[0].metadata
     catalog = read_catalog(Path(env.pipeline.output_dir) / "catalog.parquet")
-    incoming = sorted(set(catalog[catalog["source"] == "incoming"]["partition_key"]))
-    assert [r.partition_key for r in requests] == incoming
-    assert all(r.run_key.startswith("nightly-20260905-") for r in requests)
+    ordered = env.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME)
+    by_source = {
+        source: set(catalog[catalog["source"] == source]["partition_key"])
+        for source in ("incoming", "archive")
+    }
+    # Archive first, then incoming: each source one contiguous range of the instance's order.
+    assert set(ordered[:1]) == by_source["archive"] and set(ordered[1:]) == by_source["incoming"]
+    assert metadata["archive_partitions"].value == ordered[0]
+    assert metadata["incoming_partitions"].value == f"[{ordered[1]}...{ordered[2]}]"
+    assert set(SOURCE_ORDER) == {"archive", "incoming", "dicomweb"}
+    assert metadata["dicomweb_partitions"].value == "none"

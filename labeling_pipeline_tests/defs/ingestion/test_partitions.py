@@ -1,0 +1,45 @@
+"""How study partitions are registered and selected: grouped by source, and the text that
+selects one source's studies in the UI's partition box."""
+
+import pandas as pd
+
+from labeling_pipeline.defs.ingestion.partitions import (
+    registration_order,
+    selection_text,
+    study_sources,
+)
+
+
+def _catalog(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["partition_key", "source", "outcome"])
+
+
+def test_studies_are_registered_by_source_then_date() -> None:
+    catalog = _catalog(
+        [
+            ("20260105-aaaaaaaa", "incoming", "labelled"),
+            ("20250101-bbbbbbbb", "archive", "labelled"),
+            ("20260101-cccccccc", "archive", "labelled"),
+            ("20240101-dddddddd", "incoming", "labelled"),
+            ("", "incoming", "rejected"),  # a file that is no study
+            ("20230101-eeeeeeee", "archive", "rejected"),  # nothing to label
+            # files in both folders: one study, counted with incoming (automation watches it)
+            ("20220101-ffffffff", "archive", "labelled"),
+            ("20220101-ffffffff", "incoming", "labelled"),
+        ]
+    )
+    assert study_sources(catalog)["20220101-ffffffff"] == "incoming"
+    assert registration_order(catalog) == [
+        "20250101-bbbbbbbb",
+        "20260101-cccccccc",
+        "20220101-ffffffff",
+        "20240101-dddddddd",
+        "20260105-aaaaaaaa",
+    ]
+
+
+def test_selection_text_uses_ranges_of_the_instance_order() -> None:
+    ordered = ["a1", "i1", "i2", "a2", "a3", "a4", "i3"]
+    assert selection_text(ordered, {"a1", "a2", "a3", "a4"}) == "a1, [a2...a4]"
+    assert selection_text(ordered, {"i1", "i2", "i3"}) == "[i1...i2], i3"
+    assert selection_text(ordered, set()) == ""
