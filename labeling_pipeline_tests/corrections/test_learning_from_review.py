@@ -45,7 +45,7 @@ from labeling_pipeline.synthetic.sample_data import build_dataset, write_templat
 
 pytestmark = pytest.mark.slow
 
-CASES = 14
+CASES = 20
 SEED = 5
 CORRECTED = 3  # flagged images a reviewer corrects
 REVIEWER = "test reviewer"
