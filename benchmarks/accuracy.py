@@ -223,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         "--families", default="", help=f"'all' or a comma list of {', '.join(FAMILIES)}"
     )
     parser.add_argument("--family-count", type=int, default=12, help="cases per family")
+    parser.add_argument(
+        "--groups",
+        default="",
+        help="run only these data families (comma list of row names, e.g. 'dev x dev,ivd -> "
+        "dev,synthetic,water'); default all that the other options make",
+    )
     parser.add_argument("--model", default="efficientnet-lite0")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--layers", default=None, help="feature layers, e.g. 1,2,3,4")
@@ -250,6 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     groups = real_groups(args.cross_template)
     variants = tuple(v for v in args.contrast_variants.split(",") if v)
     families = FAMILIES if args.families == "all" else [f for f in args.families.split(",") if f]
+    wanted = [g.strip() for g in args.groups.split(",") if g.strip()]
+    if wanted:  # build only the synthetic sets that are asked for
+        families = [f for f in families if f in wanted]
+        if "synthetic" not in wanted:
+            args.synthetic_count = 0
     with tempfile.TemporaryDirectory() as tmp:
         if args.synthetic_count > 0:
             build_dataset(Path(tmp) / "mixed", args.synthetic_count, args.synthetic_seed)
@@ -260,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
             root = Path(tmp) / family
             build_dataset(root, args.family_count, args.synthetic_seed, family=family)
             groups[family] = [load_truth_dir(family, root, root / "template")]
+        if wanted:
+            unknown = [g for g in wanted if g not in groups]
+            if unknown:
+                parser.error(f"unknown groups {unknown}; these exist: {list(groups)}")
+            groups = {name: groups[name] for name in wanted}
         header = (
             "| strategy | data family | vertebrae | identified | needs_review | confidently wrong "
             "| ok but absent | mean error (mm) | search ms/image |"

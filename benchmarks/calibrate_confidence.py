@@ -47,7 +47,15 @@ AMBIGUOUS_FAMILIES = ("six-lumbar",)
 
 def margins(groups, cache: FeatureCache) -> list[tuple[str, float, bool]]:
     """(family, margin, right) for every vertebra the chain placed."""
-    raw = replace(SearchSettings(), confidence_slope=1.0, confidence_offset=0.0, min_confidence=0)
+    # Raw margins: no flag threshold, and no cap from a disputed count (that caps confidence
+    # at 0.5 whatever the margin, which is not what the fit is about).
+    raw = replace(
+        SearchSettings(),
+        confidence_slope=1.0,
+        confidence_offset=0.0,
+        min_confidence=0,
+        anchor_dissent_margin=math.inf,
+    )
     rows = []
     for family, sets in groups.items():
         for data in sets:
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = margins(groups, cache)
     slope, offset = fit(rows)
     print(f"confidence = logistic({slope:.3f} * margin + {offset:+.3f}) over {len(rows)} labels")
-    for min_confidence in (0.5, 0.75, 0.9):
+    for min_confidence in (0.5, 0.75, 0.85, 0.9):
         threshold = (math.log(min_confidence / (1 - min_confidence)) - offset) / slope
         print(f"\nmin_confidence {min_confidence}: flagged below margin {threshold:.2f}")
         per_family: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])

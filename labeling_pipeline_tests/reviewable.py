@@ -83,7 +83,7 @@ def build_reviewable_outputs(
     outputs = ReviewableOutputs(data_dir, output_dir, template)
     for image_file, phantom, misplaced, missing in written:
         image = read_label_image(image_file.path)
-        key = partition_key(image.study_date, image.study_uid)
+        key = partition_key("incoming", image.study_date, image.study_uid)
         results = []
         for name in TEMPLATE_NAMES:
             x, y, kind = phantom.landmarks[name]

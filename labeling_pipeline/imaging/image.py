@@ -30,6 +30,7 @@ class LabelImage:
     frame_index: int = 0
     source_files: list[str] = field(default_factory=list)
     slice_choice: str = ""
+    partition_key: str = ""  # the study's, as a scan of the data directory keys it
 
     @property
     def rows(self) -> int:

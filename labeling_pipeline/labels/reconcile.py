@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,14 +21,19 @@ import pyarrow.parquet as pq
 
 from labeling_pipeline.atomic import atomic_write
 from labeling_pipeline.features.store import FeatureStore
-from labeling_pipeline.imaging.dicom import CatalogOutcome, image_key
+from labeling_pipeline.imaging.dicom import PARTITION_KEY, CatalogOutcome, image_key
 from labeling_pipeline.labels.dataset import (
     partition_path,
     read_labels_partition,
+    remove_labels_partition,
     write_labels_partition,
 )
 
-_PARTITION_FILE = re.compile(r"^(?P<key>(?:\d{8}|nodate)-[0-9a-f]{8})\.parquet$")
+# A partition's file: its key (``<source>-YYYYMMDD-<8 hex>``) or, left by a run before the
+# source was part of the key, ``YYYYMMDD-<8 hex>``: no catalog wants those, so they are withdrawn.
+_PARTITION_FILE = re.compile(
+    r"^(?P<key>(?:(?:archive|dicomweb|incoming)-)?(?:\d{8}|nodate)-[0-9a-f]{8})\.parquet$"
+)
 # Names an output file of one image has: a UID, or "x" + 16 hex (image_key of anything else).
 _IMAGE_FILE_STEM = re.compile(r"^(?:[0-9]+(?:\.[0-9]+)*|x[0-9a-f]{16})$")
 
@@ -158,3 +164,43 @@ def reconcile_outputs(
         if key not in wanted and not store.image_keys(key):
             store.delete_partition(key)
     return report
+
+
+def _study_part(key: str) -> str:
+    """A partition key without its source: ``<date>-<hash>``, the same for the study in any
+    folder."""
+    return key.split("-", 1)[1] if PARTITION_KEY.match(key) else ""
+
+
+def moved_partition_keys(existing: Iterable[str], current: Iterable[str]) -> set[str]:
+    """The keys among ``existing`` whose study now has another key in ``current``: the same
+    study (date and hash) under another source, i.e. its files moved between folders."""
+    current_keys = set(current)
+    now = {_study_part(key) for key in current_keys} - {""}
+    return {key for key in existing if key not in current_keys and _study_part(key) in now}
+
+
+def retire_moved_partitions(
+    catalog: pd.DataFrame,
+    known_keys: Iterable[str],
+    labels_dir: Path,
+    features_path: Path,
+    curated_dir: Path | None = None,
+) -> list[str]:
+    """Remove the per-partition outputs (labels, curated rows, features) of every study whose
+    files moved to another folder since it was labelled under its old key, so the label
+    dataset never holds an image twice (overlays and SRs are named by image and stay). The
+    old keys are found among ``known_keys`` and the partition files on disk; returns them."""
+    labels_dir = Path(labels_dir)
+    store = FeatureStore(features_path)
+    on_disk = {p.stem for p in labels_dir.glob("[!._]*.parquet")} if labels_dir.is_dir() else set()
+    if curated_dir is not None and Path(curated_dir).is_dir():
+        on_disk |= {p.stem for p in Path(curated_dir).glob("[!._]*.parquet")}
+    on_disk |= set(store.partition_keys())
+    moved = sorted(moved_partition_keys({*known_keys, *on_disk}, labelled_images(catalog)))
+    for key in moved:
+        remove_labels_partition(labels_dir, key)
+        if curated_dir is not None:
+            remove_labels_partition(Path(curated_dir), key)
+        store.delete_partition(key)
+    return moved

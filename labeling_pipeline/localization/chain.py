@@ -143,23 +143,26 @@ class ChainSolver:
                             penalty[j] = -np.inf
                 self.end_penalty[(i, beyond)] = penalty
 
-    def _best(self, banned: tuple[int, int] | None = None) -> ChainChoice:
+    def _best(
+        self, banned: tuple[int, int] | None = None, present: int | None = None
+    ) -> ChainChoice:
         """Best chain over every run start..end of present vertebrae (the others out of
-        view): one forward pass per start scores every end at once."""
+        view): one forward pass per start scores every end at once. ``present``: only runs
+        that include that vertebra."""
         n = len(self.names)
         unary = self.unary
         if banned is not None:
             unary = [u.copy() for u in self.unary]
             unary[banned[0]][banned[1]] = -np.inf
         best_score, best_path = -math.inf, [None] * n
-        for start in range(n):
+        for start in range(n if present is None else present + 1):
             first = unary[start] + self.end_penalty[(start, start - 1)]
             if not first.size:
                 continue
             single = first + self.end_penalty[(start, start + 1)]
             j = int(np.argmax(single))
             score = float(single[j]) + self.missing_unary * (n - 1)
-            if score > best_score:
+            if score > best_score and present in (None, start):
                 best_score, best_path = score, [None] * start + [j] + [None] * (n - start - 1)
             # state[k, j]: best score with vertebra e at candidate j and e-1 at candidate k.
             state: np.ndarray | None = None
@@ -176,7 +179,7 @@ class ChainSolver:
                 ended = state + self.end_penalty[(e, e + 1)][None, :]
                 flat = int(np.argmax(ended))
                 score = float(ended.flat[flat]) + self.missing_unary * (n - (e - start + 1))
-                if score > best_score:
+                if score > best_score and (present is None or e >= present):
                     k, j = np.unravel_index(flat, ended.shape)
                     path = [int(j), int(k)]
                     for pointers in reversed(back):
@@ -192,3 +195,7 @@ class ChainSolver:
     def best_without(self, index: int, choice: int) -> ChainChoice:
         """The best chain that does not put vertebra ``index`` at candidate ``choice``."""
         return self._best((index, choice))
+
+    def best_with(self, index: int) -> ChainChoice:
+        """The best chain that places vertebra ``index`` somewhere in the image."""
+        return self._best(present=index)

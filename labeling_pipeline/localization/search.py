@@ -274,11 +274,13 @@ class Localizer:
 
     def _anchor_bonus(self, names: list[str], candidates) -> list[np.ndarray]:
         """Per chain vertebra and candidate, the evidence that fixes the count at each anchor
-        (a level unlike its neighbours: the sacrum, C2) and at the level next to it: how much
-        more the candidate looks like its own level than like the adjacent one (S1 against L5
-        and L5 against S1). A chain shifted by one level loses it twice."""
+        (a level unlike its neighbours: the sacrum, C2): how much more an anchor candidate
+        looks like the anchor than like the adjacent level (S1 against L5), and, weighted by
+        ``anchor_neighbour_share``, how much more the adjacent level's candidates look like
+        themselves than like the anchor (L5 against S1)."""
         bonus = [np.zeros(len(c)) for c in candidates]
-        weight = self.settings.anchor_weight * self.settings.similarity_weight
+        s = self.settings
+        weight = s.anchor_weight * s.similarity_weight
         if not weight:
             return bonus
         for anchor in self.domain.anchors:
@@ -288,10 +290,13 @@ class Localizer:
             for j in (i - 1, i + 1):
                 if not 0 <= j < len(names):
                     continue
-                for own, other in ((i, j), (j, i)):
+                for own, other, share in ((i, j, 1.0), (j, i, s.anchor_neighbour_share)):
+                    if not share:
+                        continue
                     for k, (x, y, score) in enumerate(candidates[own]):
                         if math.isfinite(score):
-                            bonus[own][k] += weight * (score - self._score_at(names[other], x, y))
+                            evidence = score - self._score_at(names[other], x, y)
+                            bonus[own][k] += share * weight * evidence
         return bonus
 
     def chain_solver(self, scale: float = 1.0) -> ChainSolver:
@@ -342,6 +347,9 @@ class Localizer:
                 self.diagnostics["anchor_evidence"] = (
                     math.nan if choice is None else float(problem.anchor_bonus[i][choice])
                 )
+        dissent = self._anchor_dissent(solver, best)
+        if dissent is not None:
+            self.diagnostics["count_disputed_by"] = dissent[0]
         located: dict[str, Located] = {}
         for i, name in enumerate(names):
             choice = best.assignment[i]
@@ -372,10 +380,61 @@ class Localizer:
                     NEEDS_REVIEW,
                     f"uncertain: another chain places {name} elsewhere almost as well",
                 )
+            if dissent is not None and dissent[1].assignment[i] != choice:
+                # Two counts disagree: no better than even odds, whatever the margin says.
+                confidence = min(confidence, 0.5)
+                status, reason = (
+                    NEEDS_REVIEW,
+                    f"count in doubt: {dissent[0]} matches better in a chain that places "
+                    f"{name} elsewhere (transitional anatomy or a cut-off sacrum?)",
+                )
             located[name] = Located(
                 (x_mm, y_mm), score, status, reason, iterations=1, confidence=confidence
             )
         return located
+
+    def _anchor_dissent(self, solver: ChainSolver, best) -> tuple[str, object] | None:
+        """An anchor that votes against the best chain: (anchor, the best chain that puts the
+        anchor elsewhere) when the anchor itself matches that other place better by more than
+        ``anchor_dissent_margin`` (similarity units times weight), although the rest of the
+        chain (the other levels' appearance and the geometry) outweighs it. The count then
+        rests on the levels' likeness to the template's, against the one unique level in view:
+        the two counts disagree, and a person should look. None when every anchor agrees."""
+        limit = self.settings.anchor_dissent_margin
+        if not math.isfinite(limit):
+            return None
+        for anchor in self.domain.anchors:
+            if anchor not in solver.names:
+                continue
+            i = solver.names.index(anchor)
+            choice = best.assignment[i]
+            # Left out of view by the best chain, the anchor votes with its match in the best
+            # chain that places it in view, against the cost of a vertebra out of view.
+            other = solver.best_with(i) if choice is None else solver.best_without(i, choice)
+            elsewhere = other.assignment[i]
+            if elsewhere is None or not math.isfinite(other.score):
+                continue
+            here = solver.missing_unary if choice is None else solver.unary[i][choice]
+            labelled = [
+                j
+                for j, name in enumerate(solver.names)
+                if name in self.vertebrae
+                and best.assignment[j] is not None
+                and other.assignment[j] is not None
+            ]
+            # A vote on the count: the other chain moves every level placed in both, not just
+            # the anchor and its neighbour (another candidate on the same sacrum, say), and
+            # matches the anchor's neighbours (no gap there: an anchor deep in the sacrum,
+            # where nothing looks like L5, must not outvote a chain that matches every level).
+            moved = all(other.assignment[j] != best.assignment[j] for j in labelled)
+            attached = all(
+                math.isfinite(solver.candidates[j][other.assignment[j]][2])
+                for j in (i - 1, i + 1)
+                if 0 <= j < len(solver.names) and other.assignment[j] is not None
+            )
+            if moved and attached and solver.unary[i][elsewhere] - here > limit:
+                return anchor, other
+        return None
 
     # ----- discs -------------------------------------------------------------------------
     def discs(self, located: dict[str, Located]) -> dict[str, Located]:

@@ -18,19 +18,31 @@ from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
 def test_studies_between_filters_by_date_and_source() -> None:
     catalog = pd.DataFrame(
         {
-            "partition_key": ["20200101-aaaaaaaa", "20200105-bbbbbbbb", "20200110-cccccccc", ""],
-            "study_date": ["20200101", "20200105", "20200110", "20200105"],
-            "source": ["archive", "incoming", "archive", "archive"],
-            "outcome": ["labelled", "labelled", "labelled", "rejected"],
+            "partition_key": [
+                "archive-20200101-aaaaaaaa",
+                "incoming-20200105-bbbbbbbb",
+                "archive-20200110-cccccccc",
+                "",
+                # files in both folders: keyed incoming, so not part of an archive backfill
+                "incoming-20200107-dddddddd",
+                "incoming-20200107-dddddddd",
+            ],
+            "study_date": ["20200101", "20200105", "20200110", "20200105", "20200107", "20200107"],
+            "source": ["archive", "incoming", "archive", "archive", "archive", "incoming"],
+            "outcome": ["labelled", "labelled", "labelled", "rejected", "labelled", "labelled"],
         }
     )
     assert studies_between(catalog, "20200101", "20200105") == [
-        "20200101-aaaaaaaa",
-        "20200105-bbbbbbbb",
+        "archive-20200101-aaaaaaaa",
+        "incoming-20200105-bbbbbbbb",
     ]
     assert studies_between(catalog, "20200101", "20201231", "archive") == [
-        "20200101-aaaaaaaa",
-        "20200110-cccccccc",
+        "archive-20200101-aaaaaaaa",
+        "archive-20200110-cccccccc",
+    ]
+    assert studies_between(catalog, "20200101", "20201231", "incoming") == [
+        "incoming-20200105-bbbbbbbb",
+        "incoming-20200107-dddddddd",
     ]
     assert studies_between(catalog, "20210101", "20211231") == []
 

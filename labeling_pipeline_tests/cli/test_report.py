@@ -16,7 +16,7 @@ def test_summary_reports_counts_failures_and_checks(tmp_path: Path) -> None:
         dagster_home=str(tmp_path),
         studies=[
             StudyOutcome(
-                "20260901-aaaaaaaa",
+                "incoming-20260901-aaaaaaaa",
                 "run-1",
                 True,
                 checks_passed=2,
@@ -26,7 +26,7 @@ def test_summary_reports_counts_failures_and_checks(tmp_path: Path) -> None:
                 ],
             ),
             StudyOutcome(
-                "20260902-bbbbbbbb",
+                "incoming-20260902-bbbbbbbb",
                 "run-2",
                 False,
                 error="pixel_features: boom",
@@ -48,5 +48,5 @@ def test_summary_reports_counts_failures_and_checks(tmp_path: Path) -> None:
     assert "after review:     8 ok, 1 corrected" in text
     assert "label checks:     2 passed, 2 warnings, 1 failed" in text
     assert "to review:        1 studies with flagged landmarks" in text
-    assert "FAILED 20260902-bbbbbbbb (run run-2): pixel_features: boom" in text
+    assert "FAILED incoming-20260902-bbbbbbbb (run run-2): pixel_features: boom" in text
     assert not summary.succeeded

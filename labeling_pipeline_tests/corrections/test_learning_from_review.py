@@ -45,7 +45,7 @@ from labeling_pipeline.synthetic.sample_data import build_dataset, write_templat
 
 pytestmark = pytest.mark.slow
 
-CASES = 14
+CASES = 20
 SEED = 5
 CORRECTED = 3  # flagged images a reviewer corrects
 REVIEWER = "test reviewer"
@@ -98,7 +98,7 @@ def learning(tmp_path_factory: pytest.TempPathFactory) -> dict:
             located = localize_image(
                 features[sop], bundle, SearchSettings(), image.pixel_spacing_mm, alternatives
             )
-            key = partition_key(image.study_date, image.study_uid)
+            key = partition_key("incoming", image.study_date, image.study_uid)
             names = dict(zip([r.name for r in located.results], located.templates, strict=True))
             rows = label_rows(image, key, located.results, {"strategy": "chain"}, template, names)
             write_labels_partition(output / "labels", key, rows)

@@ -14,7 +14,7 @@ from labeling_pipeline.corrections import (
 from labeling_pipeline.corrections.store import correction_files
 
 LABEL = {
-    "partition_key": "20260901-00000000",
+    "partition_key": "incoming-20260901-00000000",
     "study_uid": "1.2",
     "series_uid": "1.2.3",
     "sop_instance_uid": "1.2.3.4",

@@ -85,7 +85,7 @@ def _input(asset: str, upstream: dg.OutputContext | None, instance, partition: s
 
 def test_io_manager_keeps_one_value_per_run_and_reads_its_own_runs(tmp_path: Path) -> None:
     manager = _manager(tmp_path)
-    key = "20260901-aaaaaaaa"
+    key = "incoming-20260901-aaaaaaaa"
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(studies_partitions.name, [key])
         mine, theirs = (

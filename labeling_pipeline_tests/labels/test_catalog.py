@@ -35,7 +35,7 @@ def _catalog() -> pd.DataFrame:
                 rows=64,
                 columns=64,
                 number_of_frames=1,
-                partition_key="nodate-12345678",
+                partition_key="incoming-nodate-12345678",
             ),
         ]
     )

@@ -11,7 +11,7 @@ from labeling_pipeline.labels.dataset import label_rows
 
 from .helpers import make_image, make_results, make_template
 
-KEY = "20240315-aaaaaaaa"
+KEY = "incoming-20240315-aaaaaaaa"
 
 
 def _labels(sop: str) -> pd.DataFrame:

@@ -29,7 +29,7 @@ EXTRA = {"feature_model": "efficientnet-lite0", "strategy": "domain"}
 def test_one_row_per_template_landmark_in_template_order() -> None:
     image = make_image(spacing=(0.5, 0.25))
     results = make_results(review=("L3",), missing=("L4-L5",))
-    frame = label_rows(image, "20240315-abcdef12", results[::-1], EXTRA, make_template())
+    frame = label_rows(image, "incoming-20240315-abcdef12", results[::-1], EXTRA, make_template())
 
     assert list(frame.columns) == list(LABEL_COLUMNS)
     assert frame["landmark"].tolist() == make_template().names()
@@ -76,18 +76,22 @@ def _partition(key: str, sops: list[str]) -> pd.DataFrame:
 def test_partitions_read_back_as_one_table(tmp_path: Path) -> None:
     labels = tmp_path / "labels"
     write_labels_partition(
-        labels, "20240101-aaaaaaaa", _partition("20240101-aaaaaaaa", ["1.5", "1.4"])
+        labels,
+        "incoming-20240101-aaaaaaaa",
+        _partition("incoming-20240101-aaaaaaaa", ["1.5", "1.4"]),
     )
-    write_labels_partition(labels, "nodate-bbbbbbbb", _partition("nodate-bbbbbbbb", ["2.1"]))
+    write_labels_partition(
+        labels, "incoming-nodate-bbbbbbbb", _partition("incoming-nodate-bbbbbbbb", ["2.1"])
+    )
     table = pd.read_parquet(labels)  # what the CONTRACT promises users
 
     assert list(table.columns) == list(LABEL_COLUMNS)  # no extra partition column
     assert list(table.columns[: len(CONTRACT_COLUMNS)]) == list(CONTRACT_COLUMNS)
     assert len(table) == 3 * len(make_template().landmarks)
-    assert set(table["partition_key"]) == {"20240101-aaaaaaaa", "nodate-bbbbbbbb"}
+    assert set(table["partition_key"]) == {"incoming-20240101-aaaaaaaa", "incoming-nodate-bbbbbbbb"}
     assert table["x"].dtype == np.float64 and table["iterations"].dtype == np.int64
     # Within a partition, images are sorted and each keeps the template's landmark order.
-    first = read_labels_partition(labels, "20240101-aaaaaaaa")
+    first = read_labels_partition(labels, "incoming-20240101-aaaaaaaa")
     assert first["sop_instance_uid"].tolist()[0] == "1.4"
     assert first[first["sop_instance_uid"] == "1.5"]["landmark"].tolist() == make_template().names()
     pd.testing.assert_frame_equal(read_labels(labels), table.pipe(dataset.conform_labels))
@@ -95,7 +99,7 @@ def test_partitions_read_back_as_one_table(tmp_path: Path) -> None:
 
 def test_rewrite_is_byte_identical_and_replaces(tmp_path: Path) -> None:
     labels = tmp_path / "labels"
-    key = "20240101-aaaaaaaa"
+    key = "incoming-20240101-aaaaaaaa"
     path = write_labels_partition(labels, key, _partition(key, ["1.5", "1.4"]))
     first = path.read_bytes()
     # Same labels in another row order: same bytes.
@@ -114,7 +118,7 @@ def test_rewrite_is_byte_identical_and_replaces(tmp_path: Path) -> None:
 
 def test_failed_write_leaves_previous_partition(tmp_path: Path, monkeypatch) -> None:
     labels = tmp_path / "labels"
-    key = "20240101-aaaaaaaa"
+    key = "incoming-20240101-aaaaaaaa"
     path = write_labels_partition(labels, key, _partition(key, ["1.4"]))
     before = path.read_bytes()
 
@@ -130,9 +134,9 @@ def test_failed_write_leaves_previous_partition(tmp_path: Path, monkeypatch) -> 
 
 
 def test_partition_keys_are_checked(tmp_path: Path) -> None:
-    key = "20240101-aaaaaaaa"
+    key = "incoming-20240101-aaaaaaaa"
     with pytest.raises(ValueError, match="partitions"):
-        write_labels_partition(tmp_path, "20240101-bbbbbbbb", _partition(key, ["1.4"]))
+        write_labels_partition(tmp_path, "incoming-20240101-bbbbbbbb", _partition(key, ["1.4"]))
     for bad in ("../evil", "", "a/b", ".hidden"):
         with pytest.raises(ValueError, match="invalid partition key"):
             partition_path(tmp_path, bad)

@@ -73,16 +73,20 @@ def test_caption_names_partition_status_and_reason_and_index_lists_flagged_first
 
     flagged_image, ok_image = make_image(sop="1.2.3.4.1"), make_image(sop="1.2.3.4.2")
     flagged = label_rows(
-        flagged_image, "20240315-aaaaaaaa", make_results(review=("L3",)), {}, make_template()
+        flagged_image,
+        "incoming-20240315-aaaaaaaa",
+        make_results(review=("L3",)),
+        {},
+        make_template(),
     )
-    fine = label_rows(ok_image, "20240316-bbbbbbbb", make_results(), {}, make_template())
+    fine = label_rows(ok_image, "incoming-20240316-bbbbbbbb", make_results(), {}, make_template())
     plain = render_overlay(flagged_image, flagged, tmp_path / "plain.png", scale=2)
     path = render_overlay(
         flagged_image,
         flagged,
         tmp_path / "1.2.3.4.1.png",
         scale=2,
-        partition_key="20240315-aaaaaaaa",
+        partition_key="incoming-20240315-aaaaaaaa",
     )
     render_overlay(ok_image, fine, tmp_path / "1.2.3.4.2.png", scale=2, partition_key="k")
     with Image.open(path) as png, Image.open(plain) as without:
@@ -92,4 +96,4 @@ def test_caption_names_partition_status_and_reason_and_index_lists_flagged_first
     index = write_overlay_index(tmp_path, pd.concat([fine, flagged]))
     page = index.read_text()
     assert page.index("1.2.3.4.1.png") < page.index("1.2.3.4.2.png")  # flagged first
-    assert "L3 (needs_review)" in page and "20240315-aaaaaaaa" in page
+    assert "L3 (needs_review)" in page and "incoming-20240315-aaaaaaaa" in page

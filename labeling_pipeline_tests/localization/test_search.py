@@ -256,6 +256,23 @@ def test_chain_solver_best_is_never_beaten_by_a_restricted_chain(reference, doma
             assert solver.best_without(index, choice).score <= best.score + 1e-9, names[index]
 
 
+@pytest.mark.parametrize("layout", [ORDINARY, S1_OUT], ids=["ordinary", "S1-out"])
+def test_chain_solver_best_with_places_the_vertebra_and_scores_no_better(layout, reference, domain):
+    solver = Localizer(fp.render(layout), reference, domain, SearchSettings()).chain_solver()
+    best = solver.best()
+    for index in range(len(solver.names)):
+        forced = solver.best_with(index)
+        assert forced.assignment[index] is not None, solver.names[index]
+        assert forced.score <= best.score + 1e-9
+        if best.assignment[index] is not None:
+            assert forced.score == pytest.approx(best.score)
+    # S1 out of view: the best chain leaves it out; the chain made to place it pays for that.
+    if layout is S1_OUT:
+        s1 = solver.names.index("S1")
+        assert best.assignment[s1] is None
+        assert solver.best_with(s1).score < best.score
+
+
 # --- tilt and curvature --------------------------------------------------------------------------
 
 
@@ -451,5 +468,6 @@ def test_chain_records_the_sacrum_anchor_and_the_image_scale(reference, domain):
     located = localizer.run()
     assert localizer.diagnostics["anchor"] == "S1"
     assert localizer.diagnostics["anchor_evidence"] > 0  # S1 looks more like S1 than like L5
+    assert "count_disputed_by" not in localizer.diagnostics  # the sacrum agrees with the count
     assert localizer.diagnostics["scale"] == pytest.approx(44.0 / 36.0, abs=0.05)
     assert all(located[name].status == OK for name in ("L1", "L2", "L3", "L4", "L5"))

@@ -20,5 +20,5 @@ def test_each_bad_input_kind_gets_its_reason(tmp_path: Path) -> None:
     assert (outcomes == "labelled").all(), outcomes
     # An impossible StudyDate never reaches a partition key.
     row = catalog.loc["incoming/bad/impossible_date.dcm"]
-    assert row["study_date"] == "" and row["partition_key"].startswith("nodate-")
-    assert row["partition_key"] == partition_key("", row["study_uid"])
+    assert row["study_date"] == "" and row["partition_key"].startswith("incoming-nodate-")
+    assert row["partition_key"] == partition_key("incoming", "", row["study_uid"])

@@ -18,6 +18,7 @@ from labeling_pipeline.defs.labels.schedules import nightly_condition
 from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.settings import image_limits_from_environment
 from labeling_pipeline.imaging.dicom import (
+    LEGACY_PARTITION_KEY,
     CatalogOutcome,
     labelled_partition_keys,
     rejection_summary,
@@ -36,6 +37,7 @@ from labeling_pipeline.imaging.dicomweb import (
     with_server_urls,
 )
 from labeling_pipeline.labels.catalog import read_catalog, write_catalog
+from labeling_pipeline.labels.reconcile import retire_moved_partitions
 from labeling_pipeline.locks import exclusive_lock, shared_lock_path
 
 STUDY_FILES_KEY = dg.AssetKey("study_files")
@@ -152,6 +154,21 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
     new_keys = [key for key in registration_order(catalog) if key not in known]
     if new_keys:
         context.instance.add_dynamic_partitions(STUDIES_PARTITION_NAME, new_keys)
+    # Keys of the format before the source was part of them: no scan makes them again, so
+    # they leave the UI's lists (their files are withdrawn by `labeling-pipeline run`).
+    legacy = sorted(key for key in known if LEGACY_PARTITION_KEY.match(key))
+    for key in legacy:
+        context.instance.delete_dynamic_partition(STUDIES_PARTITION_NAME, key)
+    # A study whose files moved (incoming/ -> archive/) has a new key: its old key's labels,
+    # curated rows and features go now, so the label dataset never holds an image twice.
+    moved = retire_moved_partitions(
+        catalog, known, paths.labels_dir, paths.features_path, paths.curated_dir
+    )
+    for key in moved:
+        if key in known:
+            context.instance.delete_dynamic_partition(STUDIES_PARTITION_NAME, key)
+    if moved:
+        context.log.info(f"{len(moved)} studies moved to another folder: old keys retired")
     ordered = list(context.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
     selections = {
         f"{source}_partitions": dg.MetadataValue.text(
@@ -173,6 +190,8 @@ def dicom_catalog(context: dg.AssetExecutionContext, pipeline: PipelineResource)
             "rejected_files": int(outcomes.get(CatalogOutcome.REJECTED, 0)),
             "studies": len(keys),
             "new_partitions": len(new_keys),
+            "old_format_partitions_removed": len(legacy),
+            "moved_studies_old_keys_retired": len(moved),
             "changed_studies": len(changed),
             "scan_complete": scan_is_complete(catalog),
             "scan_seconds": round(scan_seconds, 3),

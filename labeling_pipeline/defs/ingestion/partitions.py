@@ -1,14 +1,14 @@
-"""One Dagster partition per study, keyed as ingestion keys them (``YYYYMMDD-<8 hex>``).
+"""One Dagster partition per study, keyed as ingestion keys them (``<source>-YYYYMMDD-<8 hex>``).
 
-The key is :func:`labeling_pipeline.imaging.dicom.partition_key`: readable, sorted by study date,
-and free of patient data. It does not name the study's folder: a study keeps its key (and its
-labels) when its files move from ``incoming/`` to ``archive/``, and a study with files in both is
-one partition. Partitions are dynamic: ``dicom_catalog``, the ``new_study_sensor`` and
-``labeling-pipeline run`` add a key for every study they find, the studies of each source
-together (:func:`registration_order`), so that in the UI, whose partition lists and status
-bars follow the order of registration, each source's studies make a few contiguous blocks (the
-catalog's metadata names them: ``archive_partitions``, ``incoming_partitions``, ...), and the
-studies that automation labels (incoming, server) fill batches of contiguous keys.
+The key is :func:`labeling_pipeline.imaging.dicom.partition_key`: readable, free of patient data,
+and it names the study's folder (``archive``, ``dicomweb``, ``incoming``), so the UI's partition
+filters select a source and its dates (``archive-2019``). Partitions are dynamic:
+``dicom_catalog``, the ``new_study_sensor`` and ``labeling-pipeline run`` add a key for every
+study they find, in key order (:func:`registration_order`): each source's new studies together,
+archive first, so that in the UI, whose partition lists and status bars follow the order of
+registration, each source's studies make a few contiguous blocks (the catalog's metadata names
+them: ``archive_partitions``, ``incoming_partitions``, ...), and the studies that automation
+labels (incoming, server) fill batches of contiguous keys.
 
 Runs of the per-study assets label a batch of studies (a range of partition keys): the feature
 model is loaded once per run and the images of the batch go through the network together, so a
@@ -18,7 +18,7 @@ backfill costs about the work itself plus one run's start-up per batch.
 import dagster as dg
 import pandas as pd
 
-from labeling_pipeline.imaging.dicom import CatalogOutcome
+from labeling_pipeline.imaging.dicom import key_source, labelled_partition_keys
 
 STUDIES_PARTITION_NAME = "studies"
 
@@ -36,33 +36,22 @@ studies_partitions = dg.DynamicPartitionsDefinition(name=STUDIES_PARTITION_NAME)
 studies_backfill_policy = dg.BackfillPolicy.multi_run(max_partitions_per_run=STUDIES_PER_RUN)
 
 
-# Order of registration in one catalog run: archive studies first, then the server's, then the
-# incoming ones, so that the studies automation labels (incoming, server) are one range at the
-# end and fill batches of contiguous keys.
+# Order of registration in one catalog run, which is the keys' own order: archive studies first,
+# then the server's, then the incoming ones, so that the studies automation labels (incoming,
+# server) are one range at the end and fill batches of contiguous keys.
 SOURCE_ORDER = ("archive", "dicomweb", "incoming")
 
 
 def study_sources(catalog: pd.DataFrame) -> dict[str, str]:
-    """Partition key -> the study's source: the last of :data:`SOURCE_ORDER` among the folders
-    of its images to label (a study with files in incoming/ and archive/ counts as incoming)."""
-    labelled = catalog[
-        (catalog["outcome"] == CatalogOutcome.LABELLED) & (catalog["partition_key"] != "")
-    ]
-    rank = {source: i for i, source in enumerate(SOURCE_ORDER)}
-    sources: dict[str, str] = {}
-    for key, source in zip(labelled["partition_key"], labelled["source"], strict=True):
-        current = sources.get(str(key))
-        if current is None or rank.get(str(source), -1) > rank.get(current, -1):
-            sources[str(key)] = str(source)
-    return sources
+    """Partition key -> the study's source, as its key names it, for the studies with an image
+    to label (a study with files in incoming/ and archive/ is keyed ``incoming``)."""
+    return {key: key_source(key) or "" for key in labelled_partition_keys(catalog)}
 
 
 def registration_order(catalog: pd.DataFrame) -> list[str]:
     """The catalog's study partition keys, grouped by source (:data:`SOURCE_ORDER`), each group
-    sorted by key (study date)."""
-    rank = {source: i for i, source in enumerate(SOURCE_ORDER)}
-    sources = study_sources(catalog)
-    return sorted(sources, key=lambda key: (rank.get(sources[key], -1), key))
+    sorted by study date: the keys sorted, as each starts with its source."""
+    return labelled_partition_keys(catalog)
 
 
 def selection_text(ordered: list[str], wanted: set[str] | list[str]) -> str:

@@ -133,8 +133,9 @@ def new_study_sensor(
 
 
 # Declared (not Dagster's default automation sensor) to run in the code location: the
-# FromWatchedSource condition reads the catalog. Batches: one backfill per tick, cut into runs by
-# the study assets' backfill policy (up to STUDIES_PER_RUN contiguous partitions each).
+# FromWatchedSource condition is a class of this code (it reads the source from the key).
+# Batches: one backfill per tick, cut into runs by the study assets' backfill policy (up to
+# STUDIES_PER_RUN contiguous partitions each).
 label_automation = dg.AutomationConditionSensorDefinition(
     name="label_automation",
     target=dg.AssetSelection.all(),

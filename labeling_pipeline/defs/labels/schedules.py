@@ -8,8 +8,9 @@ these on each tick and requests what they select, batched by the assets' backfil
   the template reference changed (a new *data* version: the template, ``domain/`` or the feature
   model changed; made again from the same inputs it keeps its version and nothing is stale), or
   the labelling code changed (``LABEL_CODE_VERSION``);
-- only studies from ``incoming/`` and the DICOMweb server (:data:`WATCHED_SOURCES`): archive
-  studies are labelled by backfills (the UI, ``labeling-pipeline backfill``), and show as
+- only studies from ``incoming/`` and the DICOMweb server (:data:`WATCHED_SOURCES`, which the
+  partition key names: ``incoming-...``, ``dicomweb-...``): archive studies are labelled by
+  backfills (the UI, ``labeling-pipeline backfill``), and show as
   unsynced in the UI when stale;
 - **still-flagged studies once the review bank has learned**: a study labelled with landmarks
   left for review before the bank (``template_bank/``, fully reviewed images) last changed is
@@ -21,14 +22,11 @@ these on each tick and requests what they select, batched by the assets' backfil
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
-import pandas as pd
 
 from labeling_pipeline.corrections.bank import studies_to_retry
 from labeling_pipeline.defs.settings import PipelinePaths
-from labeling_pipeline.imaging.dicom import labelled_partition_keys
+from labeling_pipeline.imaging.dicom import key_source
 from labeling_pipeline.imaging.dicomweb import DicomwebConfigError, DicomwebSettings
 
 # Sources whose studies automation labels as they arrive (archive/ is for backfills).
@@ -42,32 +40,14 @@ TEMPLATE = dg.AssetSelection.assets(TEMPLATE_KEY)
 LABELS = dg.AssetSelection.assets("label_dataset")
 REVIEW = dg.AssetSelection.assets("review_corrections")
 
-_watched_cache: dict[tuple[str, int], frozenset[str]] = {}
-
-
-def watched_partition_keys(catalog_path: Path) -> frozenset[str]:
-    """Partition keys of the studies with an image to label from a watched source, as
-    ``catalog.parquet`` lists them (empty before the first catalog); cached per file version,
-    since conditions are evaluated on every tick."""
-    try:
-        version = (str(catalog_path), catalog_path.stat().st_mtime_ns)
-    except OSError:
-        return frozenset()
-    if version not in _watched_cache:
-        catalog = pd.read_parquet(catalog_path, columns=["partition_key", "source", "outcome"])
-        watched = catalog[catalog["source"].isin(WATCHED_SOURCES)]
-        _watched_cache.clear()
-        _watched_cache[version] = frozenset(labelled_partition_keys(watched))
-    return _watched_cache[version]
-
 
 class FromWatchedSource(dg.AutomationCondition):
-    """True for the study partitions that have an image to label from ``incoming/`` or the
-    DICOMweb server (a study with files in both incoming/ and archive/ is watched).
+    """True for the study partitions whose key names a watched source (``incoming-...``,
+    ``dicomweb-...``; a study with files in both incoming/ and archive/ is keyed ``incoming``).
 
-    The catalog is the one place that knows a study's folder; the partition key does not say
-    (a study keeps its key when its files move). Read from the output directory of the
-    ``LABELING_*`` variables the code location runs with.
+    The key alone decides (``<source>-YYYYMMDD-<8 hex>``): nothing is read from disk on a tick.
+    Keys of the old format (``YYYYMMDD-<8 hex>``, left in an instance made before) name no
+    source and are never requested.
     """
 
     @property
@@ -76,14 +56,20 @@ class FromWatchedSource(dg.AutomationCondition):
 
     @property
     def description(self) -> str:
-        return "Study has files in incoming/ or from the DICOMweb server (catalog.parquet)"
+        return (
+            "Study key starts with incoming- or dicomweb- (files in incoming/ or from the server)"
+        )
 
     @property
     def requires_cursor(self) -> bool:
         return False
 
     def evaluate(self, context: dg.AutomationContext) -> dg.AutomationResult:
-        keys = watched_partition_keys(PipelinePaths.resolve(None, None).catalog_path)
+        keys = {
+            key
+            for key in context.candidate_subset.expensively_compute_partition_keys()
+            if key_source(key) in WATCHED_SOURCES
+        }
         return dg.AutomationResult(
             context,
             true_subset=context.candidate_subset.compute_intersection_with_partition_keys(keys),

@@ -3,8 +3,9 @@
 One module per concept:
 
 - ``enum``: coded values, :class:`Source`, :class:`CatalogOutcome`, :class:`RejectionReason`.
-- ``keys``: :func:`partition_key`, :func:`image_key`, :func:`file_key`, :func:`pseudonymize`
-  (no patient data or path in the clear), :func:`is_uid`, :func:`is_calendar_date`.
+- ``keys``: :func:`partition_key` (``<source>-YYYYMMDD-<8 hex>``; :func:`study_source`,
+  :func:`key_source`), :func:`image_key`, :func:`file_key`, :func:`pseudonymize` (no patient
+  data or path in the clear), :func:`is_uid`, :func:`is_calendar_date`.
 - ``limits``: :class:`ImageLimits`, the bounds an image must keep to be labelled.
 - ``reading``: :func:`read_label_image`, one file validated and its labelled frame decoded;
   :class:`DicomValidationError`.
@@ -39,13 +40,17 @@ from labeling_pipeline.imaging.dicom.enum import (
 )
 from labeling_pipeline.imaging.dicom.keys import (
     DEFAULT_PSEUDONYM_SALT,
+    LEGACY_PARTITION_KEY,
+    PARTITION_KEY,
     PSEUDONYM_SALT_ENV,
     file_key,
     image_key,
     is_calendar_date,
     is_uid,
+    key_source,
     partition_key,
     pseudonymize,
+    study_source,
 )
 from labeling_pipeline.imaging.dicom.limits import ImageLimits
 from labeling_pipeline.imaging.dicom.listing import (
@@ -67,6 +72,8 @@ __all__ = [
     "CATALOG_COLUMNS",
     "CATALOG_INT_COLUMNS",
     "DEFAULT_PSEUDONYM_SALT",
+    "LEGACY_PARTITION_KEY",
+    "PARTITION_KEY",
     "MIN_SIZE",
     "PSEUDONYM_SALT_ENV",
     "SOURCES",
@@ -84,6 +91,7 @@ __all__ = [
     "image_key",
     "is_calendar_date",
     "is_uid",
+    "key_source",
     "labelled_partition_keys",
     "studies_between",
     "study_digests",
@@ -97,6 +105,7 @@ __all__ = [
     "scan_data_dir",
     "scan_dicom_tree",
     "study_digest",
+    "study_source",
     "study_summary",
     "tree_fingerprint",
     "walk_files",

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 import pandas as pd
 
 from labeling_pipeline.imaging.dicom.enum import CatalogOutcome, RejectionReason
-from labeling_pipeline.imaging.dicom.keys import file_key
+from labeling_pipeline.imaging.dicom.keys import file_key, key_source
 
 
 @dataclass
@@ -148,13 +148,15 @@ def studies_between(
 ) -> list[str]:
     """The partition keys of studies with an image to label whose StudyDate (``YYYYMMDD``)
     lies in ``[first_date, last_date]``, from ``source`` (``archive``, ``incoming``,
-    ``dicomweb``) or any; sorted. A study with files in several sources counts for each."""
+    ``dicomweb``: the source its key names) or any; sorted. A study with files in several
+    folders counts for the one its key names (``incoming`` when any file is there)."""
     rows = catalog[
         (catalog["outcome"] == CatalogOutcome.LABELLED)
         & (catalog["partition_key"] != "")
         & (catalog["study_date"].astype(str) >= first_date)
         & (catalog["study_date"].astype(str) <= last_date)
     ]
+    keys = set(rows["partition_key"])
     if source is not None:
-        rows = rows[rows["source"] == source]
-    return sorted(set(rows["partition_key"]))
+        keys = {key for key in keys if key_source(key) == source}
+    return sorted(keys)

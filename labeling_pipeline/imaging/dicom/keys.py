@@ -8,6 +8,8 @@ import os
 import re
 from datetime import datetime
 
+from labeling_pipeline.imaging.dicom.enum import SOURCES
+
 # Pseudonym salt: deployments should set LABELING_PSEUDONYM_SALT to a secret of their own, so
 # that a patient_key cannot be recomputed from a guessed PatientID by someone who reads this code.
 PSEUDONYM_SALT_ENV = "LABELING_PSEUDONYM_SALT"
@@ -35,17 +37,50 @@ def is_calendar_date(value: str) -> bool:
     return True
 
 
-def partition_key(study_date: str, study_uid: str) -> str:
-    """Dagster dynamic-partition key of a study: ``YYYYMMDD-<first 8 hex of sha1(study_uid)>``.
+#: A study's partition key: ``<source>-YYYYMMDD-<8 hex>`` (``nodate`` for a bad StudyDate).
+PARTITION_KEY = re.compile(rf"^(?P<source>{'|'.join(SOURCES)})-(?:\d{{8}}|nodate)-[0-9a-f]{{8}}$")
+# Which folder names a study with files in several (see study_source).
+STUDY_SOURCE_PRECEDENCE = ("incoming", "dicomweb", "archive")
+#: The key before the source was part of it (``YYYYMMDD-<8 hex>``): found only in output
+#: directories and Dagster instances made before; never made again, so its outputs are withdrawn.
+LEGACY_PARTITION_KEY = re.compile(r"^(?:\d{8}|nodate)-[0-9a-f]{8}$")
 
-    Readable (sorts by date), stable across runs and machines, one per study. ``nodate`` stands
-    in for a missing, malformed or impossible StudyDate (e.g. ``20261399``).
+
+def partition_key(source: str, study_date: str, study_uid: str) -> str:
+    """Dagster dynamic-partition key of a study: ``<source>-YYYYMMDD-<8 hex of sha1(uid)>``.
+
+    ``source`` is the folder the study's files are in (``archive``, ``dicomweb``, ``incoming``;
+    :func:`study_source` for a study in several), so that a substring filter (the UI's backfill
+    dialog) selects a source and its dates, e.g. ``archive-2019``. Readable, stable across runs
+    and machines, one per study and folder: a study whose files move to another folder gets a
+    new key. ``nodate`` stands in for a missing, malformed or impossible StudyDate
+    (e.g. ``20261399``).
     """
+    if source not in SOURCES:
+        raise ValueError(f"a partition key's source must be one of {SOURCES}, got {source!r}")
     if not study_uid:
         raise ValueError("a partition key needs a StudyInstanceUID")
     date = study_date if is_calendar_date(study_date) else "nodate"
     digest = hashlib.sha1(study_uid.encode("utf-8")).hexdigest()[:8]
-    return f"{date}-{digest}"
+    return f"{source}-{date}-{digest}"
+
+
+def study_source(sources: set[str] | list[str] | tuple[str, ...]) -> str:
+    """The source of a study whose files lie in ``sources``: ``incoming`` when any of them is
+    there, else ``dicomweb``, else ``archive``. A study being moved from ``incoming/`` to
+    ``archive/`` keeps its incoming key until its last file has left ``incoming/`` (one key
+    change per move); a study with new files in ``incoming/`` is one that automation labels."""
+    for source in STUDY_SOURCE_PRECEDENCE:
+        if source in sources:
+            return source
+    raise ValueError(f"no known source among {sorted(sources)}")
+
+
+def key_source(key: str) -> str | None:
+    """The source a partition key names (``archive``, ``dicomweb``, ``incoming``); None for any
+    other string (a key of the old format, ``YYYYMMDD-<8 hex>``, names none)."""
+    match = PARTITION_KEY.match(key or "")
+    return match.group("source") if match else None
 
 
 def image_key(sop_instance_uid: str) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from labeling_pipeline.imaging.dicom.catalog import CatalogEntry, catalog_to_frame
 from labeling_pipeline.imaging.dicom.enum import SOURCES, CatalogOutcome, RejectionReason
-from labeling_pipeline.imaging.dicom.keys import partition_key
+from labeling_pipeline.imaging.dicom.keys import partition_key, study_source
 from labeling_pipeline.imaging.dicom.limits import ImageLimits
 from labeling_pipeline.imaging.dicom.listing import TreeEntry, walk_tree
 from labeling_pipeline.imaging.dicom.reading import (
@@ -65,11 +65,7 @@ class ScanResult:
 
 
 def _image_sort_key(image: LabelImage) -> tuple[str, str, str]:
-    return (
-        partition_key(image.study_date, image.study_uid),
-        image.series_uid,
-        image.sop_instance_uid,
-    )
+    return (image.partition_key, image.series_uid, image.sop_instance_uid)
 
 
 def _sha256(path: Path) -> str:
@@ -146,7 +142,9 @@ def scan_data_dir(
     Unlike two separate :func:`scan_dicom_tree` calls, a SOP instance present in both is
     labelled once (the copy whose path sorts first, ``archive/`` before ``incoming/``, is kept;
     the other is a ``duplicate``), a series whose slices are spread over both is one series,
-    and a study gets one partition key. Missing source folders are skipped.
+    and a study gets one partition key, whose source is ``incoming`` when any of its valid files
+    is there (:func:`~labeling_pipeline.imaging.dicom.keys.study_source`). Missing source
+    folders are skipped.
     """
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
@@ -239,10 +237,25 @@ def _scan(
             known = study_dates.get(entry.study_uid)
             if known is None or entry.study_date < known:
                 study_dates[entry.study_uid] = entry.study_date
+    # ... and the source that study_source picks among the folders of its valid files (a
+    # duplicate copy in another folder does not count), or of all its files when none is valid.
+    kept_sources: dict[str, set[str]] = defaultdict(set)
+    for header in kept.values():
+        kept_sources[header.study_uid].add(entries[header.rel].source)
+    all_sources: dict[str, set[str]] = defaultdict(set)
+    for entry in entries.values():
+        if entry.study_uid:
+            all_sources[entry.study_uid].add(entry.source)
+    study_keys = {
+        uid: partition_key(
+            study_source(kept_sources.get(uid) or folders), study_dates.get(uid, ""), uid
+        )
+        for uid, folders in all_sources.items()
+    }
     for entry in entries.values():
         if entry.study_uid:
             entry.study_date = study_dates.get(entry.study_uid, entry.study_date)
-            entry.partition_key = partition_key(entry.study_date, entry.study_uid)
+            entry.partition_key = study_keys[entry.study_uid]
     for header in kept.values():
         header.study_date = study_dates.get(header.study_uid, header.study_date)
 
@@ -254,6 +267,7 @@ def _scan(
     for key in sorted(series):
         image = _choose_and_decode(series[key], entries)
         if image is not None:
+            image.partition_key = study_keys[image.study_uid]
             images.append(image)
     images.sort(key=_image_sort_key)
     return ScanResult(images=images, catalog=sorted(entries.values(), key=lambda e: e.path))

@@ -4,6 +4,7 @@ selects one source's studies in the UI's partition box."""
 import pandas as pd
 
 from labeling_pipeline.defs.ingestion.partitions import (
+    SOURCE_ORDER,
     registration_order,
     selection_text,
     study_sources,
@@ -17,24 +18,29 @@ def _catalog(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
 def test_studies_are_registered_by_source_then_date() -> None:
     catalog = _catalog(
         [
-            ("20260105-aaaaaaaa", "incoming", "labelled"),
-            ("20250101-bbbbbbbb", "archive", "labelled"),
-            ("20260101-cccccccc", "archive", "labelled"),
-            ("20240101-dddddddd", "incoming", "labelled"),
+            ("incoming-20260105-aaaaaaaa", "incoming", "labelled"),
+            ("archive-20250101-bbbbbbbb", "archive", "labelled"),
+            ("archive-20260101-cccccccc", "archive", "labelled"),
+            ("incoming-20240101-dddddddd", "incoming", "labelled"),
+            ("dicomweb-20270101-99999999", "dicomweb", "labelled"),
             ("", "incoming", "rejected"),  # a file that is no study
-            ("20230101-eeeeeeee", "archive", "rejected"),  # nothing to label
-            # files in both folders: one study, counted with incoming (automation watches it)
-            ("20220101-ffffffff", "archive", "labelled"),
-            ("20220101-ffffffff", "incoming", "labelled"),
+            ("archive-20230101-eeeeeeee", "archive", "rejected"),  # nothing to label
+            # files in both folders: one study, keyed incoming by the scan (automation watches it)
+            ("incoming-20220101-ffffffff", "archive", "labelled"),
+            ("incoming-20220101-ffffffff", "incoming", "labelled"),
         ]
     )
-    assert study_sources(catalog)["20220101-ffffffff"] == "incoming"
+    assert study_sources(catalog)["incoming-20220101-ffffffff"] == "incoming"
+    assert study_sources(catalog)["dicomweb-20270101-99999999"] == "dicomweb"
+    # Archive, then the server's, then incoming: the keys' own order, as SOURCE_ORDER's is.
+    assert list(SOURCE_ORDER) == sorted(SOURCE_ORDER)
     assert registration_order(catalog) == [
-        "20250101-bbbbbbbb",
-        "20260101-cccccccc",
-        "20220101-ffffffff",
-        "20240101-dddddddd",
-        "20260105-aaaaaaaa",
+        "archive-20250101-bbbbbbbb",
+        "archive-20260101-cccccccc",
+        "dicomweb-20270101-99999999",
+        "incoming-20220101-ffffffff",
+        "incoming-20240101-dddddddd",
+        "incoming-20260105-aaaaaaaa",
     ]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from labeling_pipeline.defs.ingestion.assets import dicom_catalog
@@ -113,3 +114,28 @@ def test_catalog_registers_each_source_together_and_says_how_to_select_it(
     assert metadata["incoming_partitions"].value == f"[{ordered[1]}...{ordered[2]}]"
     assert set(SOURCE_ORDER) == {"archive", "incoming", "dicomweb"}
     assert metadata["dicomweb_partitions"].value == "none"
+
+
+def test_a_study_moved_to_the_archive_retires_its_old_key_and_outputs(env: SimpleNamespace) -> None:
+    _catalog(env)
+    catalog = read_catalog(env.pipeline.paths().catalog_path)
+    moved_dir = env.data / "incoming" / "case_0001"
+    old_key = catalog[catalog["path"].str.startswith("incoming/case_0001/")]["partition_key"].iloc[
+        0
+    ]
+    assert old_key.startswith("incoming-")
+    # What a label run left for it (the label dataset reads every file of labels/ as one table).
+    paths = env.pipeline.paths()
+    for folder in (paths.labels_dir, paths.curated_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"partition_key": [old_key]}).to_parquet(folder / f"{old_key}.parquet")
+
+    shutil.move(moved_dir, env.data / "archive" / "case_0001")
+    result = _catalog(env)
+    new_key = "archive-" + old_key.split("-", 1)[1]
+    partitions = set(env.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
+    assert new_key in partitions and old_key not in partitions
+    assert not (paths.labels_dir / f"{old_key}.parquet").exists()
+    assert not (paths.curated_dir / f"{old_key}.parquet").exists()
+    [materialization] = result.asset_materializations_for_node("dicom_catalog")
+    assert materialization.metadata["moved_studies_old_keys_retired"].value == 1

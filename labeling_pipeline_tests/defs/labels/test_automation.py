@@ -53,7 +53,7 @@ def env(source_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     data = tmp_path / "data"
     shutil.copytree(source_data, data)
     out = tmp_path / "out"
-    # The code location reads the same variables (FromWatchedSource reads the catalog there).
+    # The code location reads the same variables (the assets read the catalog there).
     monkeypatch.setenv(DATA_DIR_ENV, str(data))
     monkeypatch.setenv(OUTPUT_DIR_ENV, str(out))
     pipeline = PipelineResource(data_dir=str(data), output_dir=str(out))
@@ -84,10 +84,13 @@ def _catalog(env: SimpleNamespace) -> dict[str, set[str]]:
     )
     assert result.success
     catalog = read_catalog(env.out / "catalog.parquet")
-    return {
+    studies = {
         source: set(catalog[catalog["source"] == source]["partition_key"])
         for source in ("incoming", "archive")
     }
+    for source, keys in studies.items():  # the key names the folder
+        assert all(key.startswith(f"{source}-") for key in keys), keys
+    return studies
 
 
 def _template(env: SimpleNamespace, version: str) -> None:
@@ -204,6 +207,26 @@ def test_nightly_pass_refreshes_catalog_and_template_at_its_tick(env: SimpleName
     )
     later = _tick(env, evening + datetime.timedelta(hours=3, minutes=2))
     assert not any(later.get_num_requested(key) for key in catalog_and_template)
+
+
+def test_the_source_is_read_from_the_key_alone(env: SimpleNamespace) -> None:
+    """No catalog on disk: the condition decides from the keys. Keys of the old format
+    (``YYYYMMDD-<8 hex>``, left in an instance made before) are never requested."""
+    _template(env, "t1")
+    _tick(env)
+    keys = {
+        "incoming": "incoming-20260901-aaaaaaaa",
+        "dicomweb": "dicomweb-20260902-bbbbbbbb",
+        "archive": "archive-20260903-cccccccc",
+        "legacy": "20260904-dddddddd",
+    }
+    env.instance.add_dynamic_partitions(STUDIES_PARTITION_NAME, sorted(keys.values()))
+    for key in keys.values():  # what dicom_catalog records of each study's files
+        env.instance.report_runless_asset_event(
+            dg.AssetObservation("study_files", partition=key, tags={"dagster/data_version": key})
+        )
+    assert not (env.out / "catalog.parquet").exists()
+    assert _requested(_tick(env)) == {keys["incoming"], keys["dicomweb"]}
 
 
 def _label_file(env: SimpleNamespace, key: str, statuses: list[str], modified_s: float) -> None:

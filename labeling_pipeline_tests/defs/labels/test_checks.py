@@ -59,7 +59,7 @@ def _labels(sop: str, l3_y: float = 60.0, l4_status: str = OK) -> pd.DataFrame:
         )
         for lm in TEMPLATE.landmarks
     ]
-    return label_rows(_image(sop), "20260901-aaaaaaaa", results, template=TEMPLATE)
+    return label_rows(_image(sop), "incoming-20260901-aaaaaaaa", results, template=TEMPLATE)
 
 
 @pytest.fixture(scope="module")
@@ -122,10 +122,10 @@ def test_a_batch_names_the_studies_that_did_not_pass(bundle: TemplateBundle) -> 
     good = landmark_spacing_within_domain(_labels("1.1"), bundle)
     bad = landmark_spacing_within_domain(_labels("1.2", l3_y=0.0), bundle)
     warned = review_result(_labels("1.3", l4_status=NEEDS_REVIEW))
-    result = batch_result({"20260901-aaaaaaaa": good, "20260902-bbbbbbbb": bad})
+    result = batch_result({"incoming-20260901-aaaaaaaa": good, "incoming-20260902-bbbbbbbb": bad})
     assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
-    assert result.metadata["studies"].value == {"20260902-bbbbbbbb": bad.description}
-    assert result.description.startswith("1 of 2 studies passed; 20260902-bbbbbbbb")
+    assert result.metadata["studies"].value == {"incoming-20260902-bbbbbbbb": bad.description}
+    assert result.description.startswith("1 of 2 studies passed; incoming-20260902-bbbbbbbb")
     both_good = batch_result({"a": good, "b": good})
     assert both_good.passed and both_good.metadata["studies"].value == {}
     only_warned = batch_result({"a": good, "c": warned}, severity=dg.AssetCheckSeverity.WARN)

@@ -17,7 +17,7 @@ from labeling_pipeline.imaging.dicom import (
     study_summary,
 )
 
-A, B = "20240101-aaaaaaaa", "20240202-bbbbbbbb"
+A, B = "incoming-20240101-aaaaaaaa", "incoming-20240202-bbbbbbbb"
 
 
 def _catalog() -> pd.DataFrame:

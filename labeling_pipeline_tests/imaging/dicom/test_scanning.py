@@ -67,7 +67,7 @@ def test_single_frame_is_labelled_itself(tmp_path: Path) -> None:
     data = (tmp_path / "incoming" / "a" / "b" / "img").read_bytes()
     assert row["size_bytes"] == len(data)
     assert row["sha256"] == hashlib.sha256(data).hexdigest()
-    assert row["partition_key"] == partition_key("20240315", ds.StudyInstanceUID)
+    assert row["partition_key"] == partition_key("incoming", "20240315", ds.StudyInstanceUID)
     assert (row["rows"], row["columns"], row["number_of_frames"]) == (48, 40, 1)
 
 
