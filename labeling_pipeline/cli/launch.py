@@ -340,7 +340,8 @@ def wait_for_runs(
 def cancel_runs(instance: Any, run_ids: Sequence[str], wait_s: float = CANCEL_WAIT_S) -> list[str]:
     """Cancel the runs of ``run_ids`` that have not ended (a queued one leaves the queue, a
     running one is terminated through the run launcher) and wait up to ``wait_s`` for them to
-    stop; returns the ids of those canceled. A run that stays unfinished is marked canceled."""
+    stop; returns the ids of those that ended canceled (one that finished before the request
+    took effect is not counted). A run that stays unfinished is marked canceled."""
     import dagster as dg
 
     unfinished = [
@@ -358,10 +359,14 @@ def cancel_runs(instance: Any, run_ids: Sequence[str], wait_s: float = CANCEL_WA
         if all(run.is_finished for run in runs):
             break
         time.sleep(0.5)
+    canceled = []
     for run in instance.get_runs(filters=dg.RunsFilter(run_ids=ids)) if ids else []:
         if not run.is_finished:
             instance.report_run_canceled(run, "labeling-pipeline canceled this run")
-    return ids
+            canceled.append(run.run_id)
+        elif run.status == dg.DagsterRunStatus.CANCELED:
+            canceled.append(run.run_id)
+    return [run_id for run_id in ids if run_id in canceled]
 
 
 def daemon_running(instance: Any) -> bool:
