@@ -188,11 +188,11 @@ def launch_backfill(
     from labeling_pipeline.cli.launch import (
         CodeLocationRuns,
         FinishedRun,
+        LabelledSoFar,
         Progress,
         cancel_runs,
         daemon_for,
         daemon_running,
-        labelled_so_far,
         paths_run_config,
         wait_for_runs,
     )
@@ -284,13 +284,14 @@ def launch_backfill(
             return summary
 
         wanted = set(todo)
+        labelled = LabelledSoFar(wanted, cursor)
         progress = Progress(len(todo), stream, quiet)
         with daemon_for(instance, dagster_home) as started_here:
             summary.daemon_started = started_here
             ended_at = 0.0
             try:
                 while True:
-                    done, images = labelled_so_far(instance, wanted, cursor)
+                    done, images = labelled.update(instance)
                     failed = _failed_studies(instance, backfill_id, wanted - done)
                     summary.studies_done, summary.images = len(done), images
                     summary.studies_failed = sorted(failed)

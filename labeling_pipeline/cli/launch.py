@@ -454,25 +454,40 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def labelled_so_far(instance: Any, keys: set[str], after_storage_id: int) -> tuple[set[str], int]:
+class LabelledSoFar:
     """Studies of ``keys`` with a ``curated_labels`` materialization after the cursor (done),
-    and their labelled images (from the batch metadata of ``label_dataset``)."""
-    import dagster as dg
+    and their labelled images (from the batch metadata of ``label_dataset``), followed look by
+    look: each look reads only what was recorded since the previous one. (Every study's
+    materialization carries its whole batch's metadata, so reading them all again on each look
+    cost the command seconds of CPU per batch, taken from the runs it waits for.)"""
 
-    from labeling_pipeline.defs.labels.assets import study_metadata
+    def __init__(self, keys: set[str], after_storage_id: int) -> None:
+        self.keys = set(keys)
+        self.done: set[str] = set()
+        self._images: dict[str, int] = {}
+        self._after = {"curated_labels": after_storage_id, "label_dataset": after_storage_id}
 
-    done: set[str] = set()
-    for record in _records(instance, dg.AssetKey("curated_labels"), after_storage_id):
-        partition = record.asset_materialization.partition
-        if partition in keys:
-            done.add(partition)
-    images = 0
-    for record in _records(instance, dg.AssetKey("label_dataset"), after_storage_id):
-        materialization = record.asset_materialization
-        if materialization.partition in done:
-            study = study_metadata(dict(materialization.metadata), materialization.partition)
-            images += int(study.get("images", 0))
-    return done, images
+    def update(self, instance: Any) -> tuple[set[str], int]:
+        """Look again; returns (studies done, their labelled images)."""
+        from labeling_pipeline.defs.labels.assets import study_metadata
+
+        for record in self._new_records(instance, "label_dataset"):
+            materialization = record.asset_materialization
+            if materialization.partition in self.keys:
+                study = study_metadata(dict(materialization.metadata), materialization.partition)
+                self._images[materialization.partition] = int(study.get("images", 0))
+        for record in self._new_records(instance, "curated_labels"):
+            if record.asset_materialization.partition in self.keys:
+                self.done.add(record.asset_materialization.partition)
+        return set(self.done), sum(self._images.get(key, 0) for key in self.done)
+
+    def _new_records(self, instance: Any, asset: str) -> list[Any]:
+        import dagster as dg
+
+        records = list(_records(instance, dg.AssetKey(asset), self._after[asset]))
+        if records:
+            self._after[asset] = max(record.storage_id for record in records)
+        return records
 
 
 def _records(instance: Any, asset_key: Any, after_storage_id: int) -> Iterator[Any]:

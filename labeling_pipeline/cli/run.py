@@ -321,7 +321,7 @@ def _label(
     all ran here (False: the catalog failed, or the label runs were detached)."""
     import dagster as dg
 
-    from labeling_pipeline.cli.launch import Progress, labelled_so_far
+    from labeling_pipeline.cli.launch import LabelledSoFar, Progress
     from labeling_pipeline.cli.pacs import sr_store_counts
     from labeling_pipeline.defs.ingestion.partitions import (
         STUDIES_PARTITION_NAME,
@@ -388,8 +388,10 @@ def _label(
     cursor = instance.event_log_storage.get_maximum_record_id() or 0
     failed: set[str] = set()
 
+    labelled = LabelledSoFar(set(keys), cursor)
+
     def show_progress() -> None:
-        done, images = labelled_so_far(instance, set(keys), cursor)
+        done, images = labelled.update(instance)
         progress.show(len(done), images, len(failed - done))
 
     while queue:
