@@ -11,6 +11,7 @@ from labeling_pipeline.corrections import (
     make_correction,
     read_corrections,
 )
+from labeling_pipeline.labels import sr as sr_module
 from labeling_pipeline.labels.sr import (
     labels_content_digest,
     read_sr_landmarks,
@@ -20,7 +21,7 @@ from labeling_pipeline.labels.sr import (
 )
 
 
-def test_sr_holds_every_landmark_with_its_point_status_and_code(reviewable, tmp_path):
+def test_sr_holds_every_landmark_with_its_point_status_and_code(reviewable, tmp_path, monkeypatch):
     study = reviewable.studies[0]
     labels = reviewable.labels()
     rows = labels[labels["sop_instance_uid"] == study.sop_instance_uid]
@@ -54,8 +55,10 @@ def test_sr_holds_every_landmark_with_its_point_status_and_code(reviewable, tmp_
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
     assert sr.CompletionFlag == "PARTIAL"  # S1 still needs review
 
-    # Same labels again: nothing is rewritten; changed labels: a new instance.
-    assert write_sr(path, source, curated) is False
+    # Same labels again: nothing is built or rewritten; changed labels: a new instance.
+    with monkeypatch.context() as patch:
+        patch.setattr(sr_module, "build_sr", lambda *a, **k: pytest.fail("SR built again"))
+        assert write_sr(path, source, curated) is False
     first_uid = sr.SOPInstanceUID
     changed = curated.assign(status="confirmed").assign(x=curated["x"].fillna(5.0))
     changed = changed.assign(y=curated["y"].fillna(5.0))
