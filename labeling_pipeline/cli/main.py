@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="label the studies of a StudyDate range with a Dagster backfill",
         description="Retrieve the range's studies from the DICOMweb server when "
         "LABELING_DICOMWEB_URL is set, catalogue the data directory, then launch a Dagster "
-        "backfill of the studies whose StudyDate lies in the range (runs of up to 64 studies "
+        "backfill of the studies whose StudyDate lies in the range (runs of up to 128 studies "
         "each, run by the daemon; one is started when none is running) and wait for it. "
         "Studies already labelled from their current files are left out, so the same command "
         "resumes an interrupted backfill. Ctrl-C cancels the backfill and its runs.",

@@ -23,9 +23,11 @@ from labeling_pipeline.imaging.dicom import key_source, labelled_partition_keys
 STUDIES_PARTITION_NAME = "studies"
 
 # Studies per run of a backfill: large enough that a run's start-up (a process importing torch
-# and Dagster, seconds) is small beside its work (about 70 ms per image), small enough that a
-# failed batch costs little to redo and that progress shows.
-STUDIES_PER_RUN = 64
+# and Dagster, loading the definitions and the model: 10-15 s on 2 cores) is small beside its
+# work (about 200 ms per image with overlays and SRs: 25 s for 128), small enough that a failed
+# batch costs little to redo and that progress shows (benchmarks/scale.py: at 64 per run, the eight
+# start-ups of a 500-study backfill took about a fifth of its time).
+STUDIES_PER_RUN = 128
 
 # The concurrency pool of the model-heavy step (dagster.yaml limits it): one batch of feature
 # extraction at a time keeps the machine's cores for the network instead of contention.
