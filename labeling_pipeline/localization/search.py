@@ -60,6 +60,8 @@ class Localizer:
     ):
         if settings.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {settings.strategy!r}; choose one of {STRATEGIES}")
+        if not 0 < settings.anchor_visible_floor <= 1:
+            raise ValueError("anchor_visible_floor must lie in (0, 1]: 1 takes the raw evidence")
         check_compatible(reference.feature_settings, fmap.settings)
         self.space = SearchSpace(fmap, reference, settings.search_mm)
         self.reference = reference

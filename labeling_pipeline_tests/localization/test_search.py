@@ -368,6 +368,12 @@ def test_unknown_strategy_is_refused(reference, domain):
         localize(fp.render(ORDINARY), reference, domain, SearchSettings(strategy="greedy"))
 
 
+@pytest.mark.parametrize("floor", [0.0, 1.5])
+def test_anchor_visible_floor_outside_zero_to_one_is_refused(floor, reference, domain):
+    with pytest.raises(ValueError, match="anchor_visible_floor"):
+        localize(fp.render(ORDINARY), reference, domain, SearchSettings(anchor_visible_floor=floor))
+
+
 def test_template_for_another_region_is_refused(domain):
     template_map, template = fp.template()
     cervical = TemplateLandmarks(region="cervical", landmarks=template.landmarks)
