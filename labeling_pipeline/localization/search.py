@@ -60,6 +60,8 @@ class Localizer:
     ):
         if settings.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {settings.strategy!r}; choose one of {STRATEGIES}")
+        if not 0 < settings.anchor_visible_floor <= 1:
+            raise ValueError("anchor_visible_floor must lie in (0, 1]: 1 takes the raw evidence")
         check_compatible(reference.feature_settings, fmap.settings)
         self.space = SearchSpace(fmap, reference, settings.search_mm)
         self.reference = reference
@@ -272,12 +274,23 @@ class Localizer:
         col = min(max(int(round(x)), 0), scores.shape[1] - 1)
         return float(scores[row, col])
 
+    def _visible_share(self, name: str, x_mm: float, y_mm: float) -> float:
+        """The share of ``name``'s constellation weight inside the image with the landmark at
+        (x_mm, y_mm) (nearest search-grid cell): the rest lies beyond the edge."""
+        shares = self.space.visible_map(name)
+        x, y = self.space.from_mm(x_mm, y_mm)
+        row = min(max(int(round(y)), 0), shares.shape[0] - 1)
+        col = min(max(int(round(x)), 0), shares.shape[1] - 1)
+        return float(shares[row, col])
+
     def _anchor_bonus(self, names: list[str], candidates) -> list[np.ndarray]:
         """Per chain vertebra and candidate, the evidence that fixes the count at each anchor
         (a level unlike its neighbours: the sacrum, C2): how much more an anchor candidate
         looks like the anchor than like the adjacent level (S1 against L5), and, weighted by
         ``anchor_neighbour_share``, how much more the adjacent level's candidates look like
-        themselves than like the anchor (L5 against S1)."""
+        themselves than like the anchor (L5 against S1). The evidence is that of the part of
+        the candidate's constellation inside the image, per unit of its weight (at most
+        ``1 / anchor_visible_floor`` times the raw difference)."""
         bonus = [np.zeros(len(c)) for c in candidates]
         s = self.settings
         weight = s.anchor_weight * s.similarity_weight
@@ -296,6 +309,8 @@ class Localizer:
                     for k, (x, y, score) in enumerate(candidates[own]):
                         if math.isfinite(score):
                             evidence = score - self._score_at(names[other], x, y)
+                            visible = self._visible_share(names[own], x, y)
+                            evidence /= max(visible, s.anchor_visible_floor)
                             bonus[own][k] += share * weight * evidence
         return bonus
 

@@ -53,6 +53,14 @@ class SearchSettings:
     # synthetic families had fewer wrong labels and more identified (benchmarks/README.md).
     anchor_weight: float = 3.0
     anchor_neighbour_share: float = 0.0
+    # A sacrum cut by the image's lower edge shows only part of its constellation; the part
+    # beyond the edge matches nothing under either reference, so the raw difference shrinks
+    # with the share in view, and an L5 above it that looks sacral (VB3_08) out-scored it. The
+    # evidence is therefore taken per unit of constellation weight in view, amplified at most
+    # 1 / this (below half in view, too little is seen to judge more strongly). 1: raw.
+    # Measured: ivd -> dev 176/12/12 -> 180/12/8 (IVD_42 -> VB3_08 flagged instead of wrong,
+    # IVD_25 -> the dev template right instead of flagged), the other real groups unchanged.
+    anchor_visible_floor: float = 0.5
     # An anchor votes against the chosen count when it matches better in the best chain that
     # places it elsewhere (every level moved) by more than this (score units: similarity times
     # its weight, plus anchor evidence); the labels that chain moves are then flagged. inf:

@@ -26,6 +26,7 @@ class SearchSpace:
         self.height, self.width = rows * self.factor, cols * self.factor
         self._refs = reference.by_name()
         self._maps: dict[str, np.ndarray] = {}
+        self._visible: dict[str, np.ndarray] = {}
         used = np.unique(np.concatenate([r.point_index for r in reference.landmarks]))
         # Similarity of every reference point at every feature-grid cell, computed once.
         self._point_maps = similarity_maps(fmap.features, reference.point_vectors[used]).numpy()
@@ -41,14 +42,29 @@ class SearchSpace:
         if name not in self._maps:
             ref = self._refs[name]
             rows = [self._row_of_point[int(k)] for k in ref.point_index]
-            offsets = ref.offsets_mm / self.fmap.mm_per_cell
-            whole = np.round(offsets).astype(int)
-            fraction = (offsets - whole).mean(axis=0)
-            coarse = shifted_sum(self._point_maps[rows], whole, ref.weights)
-            fine = upsample(coarse, self.factor)[None]
-            shift = np.round(fraction * self.factor).astype(int)[None]
-            self._maps[name] = shifted_sum(fine, shift, np.ones(1))
+            self._maps[name] = self._constellation_sum(name, self._point_maps[rows])
         return self._maps[name]
+
+    def visible_map(self, name: str) -> np.ndarray:
+        """(height, width) share of ``name``'s constellation weight inside the image at each
+        position, on the same terms as :meth:`score_map` (the rest matches nothing there)."""
+        if name not in self._visible:
+            count = len(self._refs[name].point_index)
+            ones = np.ones((count, *self._point_maps.shape[1:]), dtype=np.float32)
+            self._visible[name] = self._constellation_sum(name, ones)
+        return self._visible[name]
+
+    def _constellation_sum(self, name: str, point_maps: np.ndarray) -> np.ndarray:
+        """The weighted sum of ``point_maps`` (one per constellation point) moved by the
+        points' offsets, on the search grid."""
+        ref = self._refs[name]
+        offsets = ref.offsets_mm / self.fmap.mm_per_cell
+        whole = np.round(offsets).astype(int)
+        fraction = (offsets - whole).mean(axis=0)
+        coarse = shifted_sum(point_maps, whole, ref.weights)
+        fine = upsample(coarse, self.factor)[None]
+        shift = np.round(fraction * self.factor).astype(int)[None]
+        return shifted_sum(fine, shift, np.ones(1))
 
     # Positions: search-grid (x, y) <-> grid millimetres <-> original pixels.
     def to_mm(self, x: float, y: float) -> tuple[float, float]:

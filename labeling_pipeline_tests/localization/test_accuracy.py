@@ -28,6 +28,7 @@ from labeling_pipeline.synthetic import generate_cases, make_phantom
 from labeling_pipeline.synthetic.sample_data import TEMPLATE_LANDMARKS, template_params
 
 REAL_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "realdata" / "lumbar_mri_dev"
+IVD_DIR = REAL_DIR.parent / "lumbar_mri_ivd"
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +244,45 @@ def test_chain_flags_a_count_the_sacrum_disputes_on_real_mri(extractor, domain):
     unchecked = localize(maps[1], reference, domain, SearchSettings(anchor_dissent_margin=math.inf))
     wrong = summarize(score_image("VB3_08", unchecked, vertebrae, images[1].pixel_spacing_mm))
     assert wrong.confidently_wrong == 1.0, (template_file, wrong)
+
+
+@pytest.mark.slow
+def test_a_sacrum_cut_by_the_edge_outvotes_an_l5_that_looks_sacral(extractor, domain):
+    """VB3_08's sacrum is cut by the lower edge just below the L5-S1 disc, and its L5 looks more
+    like other people's S1 than like their L5. With IVD_42 (another site and sequence) as the
+    template, the chain put the context-only S1 on VB3_08's L5 and labelled L1 to L4 as L2 to
+    L5, confidently: the cut sacrum's anchor evidence had shrunk with the part beyond the edge.
+    Taken per unit of the constellation in view, it brings the correct count close (flagged as
+    uncertain here; in the benchmark's run the sacrum disputes the count), and the labels are
+    flagged instead."""
+    if not (REAL_DIR / "truth.json").is_file() or not (IVD_DIR / "truth.json").is_file():
+        pytest.skip(f"real data not available at {REAL_DIR.parent.resolve()}")
+    dev = {e["file"]: e for e in json.loads((REAL_DIR / "truth.json").read_text()).values()}
+    ivd = {e["file"]: e for e in json.loads((IVD_DIR / "truth.json").read_text()).values()}
+    template_entry, target_entry = ivd["IVD_42/slice_04.dcm"], dev["VB3_08/slice_04.dcm"]
+    images = [
+        read_label_image(IVD_DIR / template_entry["file"], template_entry.get("frame")),
+        read_label_image(REAL_DIR / target_entry["file"], target_entry.get("frame")),
+    ]
+    template_map, target_map = compute_feature_maps(images, extractor, PreparationSettings())
+    template = parse_template_landmarks(
+        {
+            "region": "lumbar",
+            "landmarks": [
+                {"name": n, "kind": p["kind"], "x": p["x"], "y": p["y"]}
+                for n, p in template_entry["landmarks"].items()
+            ],
+        }
+    )
+    reference = build_template_reference(template_map, template, domain)
+    vertebrae = {
+        n: (p["x"], p["y"]) for n, p in target_entry["landmarks"].items() if p["kind"] == "vertebra"
+    }
+    results = localize(target_map, reference, domain)
+    summary = summarize(score_image("VB3_08", results, vertebrae, images[1].pixel_spacing_mm))
+    assert summary.confidently_wrong == 0, summary
+    assert all(r.status != "ok" for r in results if r.kind == "vertebra"), results
+    # The raw evidence of the cut sacrum leaves the shifted chain ok, one level off.
+    raw = localize(target_map, reference, domain, SearchSettings(anchor_visible_floor=1.0))
+    wrong = summarize(score_image("VB3_08", raw, vertebrae, images[1].pixel_spacing_mm))
+    assert wrong.confidently_wrong == 1.0, wrong

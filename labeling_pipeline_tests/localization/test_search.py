@@ -368,6 +368,12 @@ def test_unknown_strategy_is_refused(reference, domain):
         localize(fp.render(ORDINARY), reference, domain, SearchSettings(strategy="greedy"))
 
 
+@pytest.mark.parametrize("floor", [0.0, 1.5])
+def test_anchor_visible_floor_outside_zero_to_one_is_refused(floor, reference, domain):
+    with pytest.raises(ValueError, match="anchor_visible_floor"):
+        localize(fp.render(ORDINARY), reference, domain, SearchSettings(anchor_visible_floor=floor))
+
+
 def test_template_for_another_region_is_refused(domain):
     template_map, template = fp.template()
     cervical = TemplateLandmarks(region="cervical", landmarks=template.landmarks)
@@ -471,3 +477,27 @@ def test_chain_records_the_sacrum_anchor_and_the_image_scale(reference, domain):
     assert "count_disputed_by" not in localizer.diagnostics  # the sacrum agrees with the count
     assert localizer.diagnostics["scale"] == pytest.approx(44.0 / 36.0, abs=0.05)
     assert all(located[name].status == OK for name in ("L1", "L2", "L3", "L4", "L5"))
+
+
+# A sacrum cut by the image's lower edge: S1's centre 8 mm above it, part of its constellation
+# beyond the edge, where it matches nothing under either reference.
+S1_CUT = fp.cropped(ORDINARY, bottom=6)
+
+
+def _s1_evidence(layout, reference, domain, **settings) -> float:
+    """The anchor evidence of a candidate on the drawn S1 (score units)."""
+    localizer = Localizer(fp.render(layout), reference, domain, SearchSettings(**settings))
+    names = reference.chain
+    x, y = layout.centres_mm()["S1"]
+    candidates = [[(x, y, localizer._score_at(n, x, y))] if n == "S1" else [] for n in names]
+    return float(localizer._anchor_bonus(names, candidates)[names.index("S1")][0])
+
+
+def test_a_sacrum_cut_by_the_edge_keeps_most_of_its_anchor_evidence(reference, domain):
+    whole = _s1_evidence(ORDINARY, reference, domain)
+    assert whole > 0  # S1 looks more like S1 than like L5
+    # Per unit of the constellation in view, the cut sacrum says about what the whole one says;
+    # the raw difference shrank with the part beyond the edge, and an L5 above a cut sacrum
+    # that looks sacral could out-score it (VB3_08).
+    assert _s1_evidence(S1_CUT, reference, domain) > 0.8 * whole
+    assert _s1_evidence(S1_CUT, reference, domain, anchor_visible_floor=1.0) < 0.7 * whole
