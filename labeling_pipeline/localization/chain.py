@@ -144,7 +144,7 @@ class ChainSolver:
                 self.end_penalty[(i, beyond)] = penalty
 
     def _best(
-        self, banned: tuple[int, int] | None = None, present: int | None = None
+        self, banned: tuple[int, list[int]] | None = None, present: int | None = None
     ) -> ChainChoice:
         """Best chain over every run start..end of present vertebrae (the others out of
         view): one forward pass per start scores every end at once. ``present``: only runs
@@ -153,7 +153,7 @@ class ChainSolver:
         unary = self.unary
         if banned is not None:
             unary = [u.copy() for u in self.unary]
-            unary[banned[0]][banned[1]] = -np.inf
+            unary[banned[0]][list(banned[1])] = -np.inf
         best_score, best_path = -math.inf, [None] * n
         for start in range(n if present is None else present + 1):
             first = unary[start] + self.end_penalty[(start, start - 1)]
@@ -192,9 +192,10 @@ class ChainSolver:
     def best(self) -> ChainChoice:
         return self._best()
 
-    def best_without(self, index: int, choice: int) -> ChainChoice:
-        """The best chain that does not put vertebra ``index`` at candidate ``choice``."""
-        return self._best((index, choice))
+    def best_without(self, index: int, choice: int | list[int]) -> ChainChoice:
+        """The best chain that does not put vertebra ``index`` at candidate ``choice`` (or at
+        any of a list of candidates)."""
+        return self._best((index, [choice] if isinstance(choice, int) else choice))
 
     def best_with(self, index: int) -> ChainChoice:
         """The best chain that places vertebra ``index`` somewhere in the image."""

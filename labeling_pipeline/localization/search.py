@@ -386,7 +386,12 @@ class Localizer:
                     "(fracture, artefact) or out of the imaging plane",
                 )
                 continue
-            margin = best.score - solver.best_without(i, choice).score
+            # The label is in doubt only if a chain that puts the vertebra at another level
+            # scores almost as well: an alternative within half a step of this one (another
+            # peak on the same body, or a gap there) agrees on the label (the criterion of
+            # evaluation.score_image), so it is banned along with this candidate.
+            same_level = self._same_level(solver, i, choice)
+            margin = best.score - solver.best_without(i, same_level).score
             logit = s.confidence_slope * margin + s.confidence_offset
             confidence = 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
             status, reason = OK, ""
@@ -407,6 +412,23 @@ class Localizer:
                 (x_mm, y_mm), score, status, reason, iterations=1, confidence=confidence
             )
         return located
+
+    def _same_level(self, solver: ChainSolver, i: int, choice: int) -> list[int]:
+        """Vertebra ``i``'s candidates within half the (scaled) template step to its nearest
+        neighbour level of candidate ``choice``: places on the same vertebra, not another."""
+        names = solver.names
+        steps = [
+            self.reference.step(names[min(i, j)], names[max(i, j)])[0]
+            for j in (i - 1, i + 1)
+            if 0 <= j < len(names)
+        ]
+        radius = 0.5 * solver.scale * min(steps)
+        x, y = solver.candidates[i][choice][:2]
+        return [
+            k
+            for k, (cx, cy, _) in enumerate(solver.candidates[i])
+            if k == choice or math.hypot(cx - x, cy - y) < radius
+        ]
 
     def _anchor_dissent(self, solver: ChainSolver, best) -> tuple[str, object] | None:
         """An anchor that votes against the best chain: (anchor, the best chain that puts the

@@ -29,11 +29,13 @@ class SearchSettings:
     gap_fraction: float = 0.5  # an inner vertebra left as a gap scores this share of typical
     border_mm: float = 8.0  # a centre closer than this to the edge shows too little of the body
     # Confidence = logistic(slope * margin + offset), the margin being how much better the best
-    # chain scores than the best chain that places the vertebra elsewhere: the probability that
-    # the label is right. Fitted by benchmarks/calibrate_confidence.py (logistic regression,
-    # every data family weighted equally) on real template/target pairs (both real sets, every
-    # image as the template in turn, within and across the sets) and the hard synthetic
-    # families, not on easy phantoms alone.
+    # chain scores than the best chain that places the vertebra at another level (more than
+    # half the scaled template step from its place; a second peak or a gap on the same body
+    # agrees on the label): the probability that the label is right. Fitted by
+    # benchmarks/calibrate_confidence.py (logistic regression, every data family weighted
+    # equally) on real template/target pairs (both real sets, every image as the template in
+    # turn, within and across the sets) and the hard synthetic families, not on easy phantoms
+    # alone, before the margin left out rivals on the same body (not refitted since).
     confidence_slope: float = 1.182
     confidence_offset: float = 0.237
     # Below about 6:1 odds of being right, a person should look: a wrong label marked ok

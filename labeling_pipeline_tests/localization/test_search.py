@@ -501,3 +501,29 @@ def test_a_sacrum_cut_by_the_edge_keeps_most_of_its_anchor_evidence(reference, d
     # that looks sacral could out-score it (VB3_08).
     assert _s1_evidence(S1_CUT, reference, domain) > 0.8 * whole
     assert _s1_evidence(S1_CUT, reference, domain, anchor_visible_floor=1.0) < 0.7 * whole
+
+
+# --- confidence: doubt about the level, not about the spot on the body -------------------------
+
+
+class _SecondPeakOnL3(Localizer):
+    """L3 gets a second candidate 6 mm from its best one, matching almost as well: two peaks
+    on one body (or a gap placed there), as on real images with a textured or cut body."""
+
+    def _chain_problem(self):
+        problem = super()._chain_problem()
+        i = problem.names.index("L3")
+        x, y, score = problem.candidates[i][0]
+        problem.candidates[i] = [*problem.candidates[i], (x + 6.0, y, score - 0.005)]
+        problem.anchor_bonus[i] = np.append(problem.anchor_bonus[i], 0.0)
+        return problem
+
+
+def test_a_second_peak_on_the_same_body_does_not_put_the_label_in_doubt(reference, domain):
+    located = _SecondPeakOnL3(
+        fp.render(ORDINARY), reference, domain, SearchSettings("chain")
+    ).chain()
+    l3 = located["L3"]
+    assert l3.status == OK and l3.confidence > 0.99, l3
+    true_l3 = ORDINARY.centres_mm()["L3"]
+    assert math.dist(l3.position, true_l3) < 8.0
