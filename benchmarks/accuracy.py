@@ -38,6 +38,7 @@ from labeling_pipeline.imaging.dicom import read_label_image
 from labeling_pipeline.imaging.image import LabelImage
 from labeling_pipeline.localization.evaluation import Outcome, Summary, score_image, summarize
 from labeling_pipeline.localization.reference import ReferenceSettings, build_template_reference
+from labeling_pipeline.localization.result import flag_outside_image
 from labeling_pipeline.localization.search import STRATEGIES, SearchSettings, localize
 from labeling_pipeline.localization.template import (
     TemplateLandmarks,
@@ -175,6 +176,8 @@ def evaluate(
             start = time.perf_counter()
             results = localize(fmap, reference, domain, search_settings)
             seconds += time.perf_counter() - start
+            # As the pipeline does (localization/study.py): nothing ok beyond the image's edge.
+            results = flag_outside_image(results, case.image.rows, case.image.columns)
             images += 1
             outcomes += score_image(case.key, results, case.truth, case.image.pixel_spacing_mm)
     return outcomes, 1000 * seconds / max(images, 1)

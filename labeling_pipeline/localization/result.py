@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 OK = "ok"
@@ -41,3 +41,25 @@ class LandmarkResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+OUTSIDE_IMAGE_REASON = "placed beyond the image's edge: its centre is out of view"
+
+
+def flag_outside_image(
+    results: list[LandmarkResult], rows: int, columns: int
+) -> list[LandmarkResult]:
+    """``results`` with every ``ok`` landmark whose position lies beyond the image (more than
+    half a pixel outside its pixel centres) flagged for review: the search grid covers whole
+    feature cells, a little more than the image, and a body whose centre is out of view cannot
+    be checked on this image (a sacrum at row 225 of 224)."""
+
+    def outside(result: LandmarkResult) -> bool:
+        return not (-0.5 <= result.x <= columns - 0.5 and -0.5 <= result.y <= rows - 0.5)
+
+    return [
+        replace(r, status=NEEDS_REVIEW, reason=OUTSIDE_IMAGE_REASON, confidence=0.0)
+        if r.status == OK and r.found and outside(r)
+        else r
+        for r in results
+    ]

@@ -34,7 +34,12 @@ from labeling_pipeline.imaging.study import StudyImages
 from labeling_pipeline.localization.bundle import NamedTemplate, TemplateBundle
 from labeling_pipeline.localization.plausibility import flag_if_not_spine
 from labeling_pipeline.localization.reference import TemplateReference, step_angle_deg
-from labeling_pipeline.localization.result import NEEDS_REVIEW, OK, LandmarkResult
+from labeling_pipeline.localization.result import (
+    NEEDS_REVIEW,
+    OK,
+    LandmarkResult,
+    flag_outside_image,
+)
 from labeling_pipeline.localization.search import localize
 from labeling_pipeline.localization.settings import STRATEGIES, SearchSettings
 from labeling_pipeline.localization.template import DEFAULT_TEMPLATE
@@ -276,7 +281,7 @@ def localize_study(
             feature_map, template, settings, image.pixel_spacing_mm, alternatives, choice
         )
         localization.images.append(image)
-        localization.results.append(located.results)
+        localization.results.append(flag_outside_image(located.results, image.rows, image.columns))
         localization.templates.append(located.templates)
         localization.searches += located.tried
     return localization
