@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -57,10 +57,13 @@ def materialize_features_batch(
     preparation: PreparationSettings,
     batch_size: int = 16,
     remove_stale: bool = True,
+    between_batches: Callable[[], None] | None = None,
 ) -> dict[str, MaterializeReport]:
     """:func:`materialize_features` for several partitions at once (``studies``: partition key
     -> its images): the images to compute of every partition go through the network together,
-    ``batch_size`` at a time, so a batch of small studies fills the network's batches."""
+    ``batch_size`` at a time, so a batch of small studies fills the network's batches.
+    ``between_batches`` is called after each network batch; it may raise to stop (a canceled
+    run), and what was computed so far is written."""
     settings = feature_settings(extractor, preparation)
     reports = {key: MaterializeReport() for key in studies}
     todo: list[tuple[str, LabelImage, str]] = []
@@ -95,6 +98,8 @@ def materialize_features_batch(
             if pending is not None:
                 pending.result()
             pending = writer.submit(write_all, chunk, maps)
+            if between_batches is not None:
+                between_batches()
         if pending is not None:
             pending.result()
     if remove_stale:

@@ -14,7 +14,7 @@ import zarr
 
 from labeling_pipeline.features.extractors import FeatureExtractor
 from labeling_pipeline.features.feature_map import FeatureMap
-from labeling_pipeline.features.materialize import materialize_features
+from labeling_pipeline.features.materialize import materialize_features, materialize_features_batch
 from labeling_pipeline.features.preprocess import PreparationSettings
 from labeling_pipeline.features.store import (
     FeatureStore,
@@ -247,3 +247,26 @@ def test_materialize_rejects_duplicate_uids(tmp_path):
     images = [label_image("1.1", 1.0), label_image("1.1", 2.0)]
     with pytest.raises(ValueError, match="duplicate"):
         materialize_features(store, "p", images, CountingExtractor(), PreparationSettings())
+
+
+def test_a_batch_stop_keeps_what_was_computed_and_computes_no_more(tmp_path):
+    store = FeatureStore(tmp_path / "features.zarr")
+    extractor = CountingExtractor()
+    studies = {f"study-{i}": [label_image(f"1.{i}", 100.0 + i)] for i in range(5)}
+    looks: list[int] = []
+
+    class Canceled(Exception):
+        pass
+
+    def between_batches() -> None:
+        looks.append(extractor.calls)
+        if len(looks) == 2:
+            raise Canceled
+
+    with pytest.raises(Canceled):
+        materialize_features_batch(
+            store, studies, extractor, PreparationSettings(), 2, between_batches=between_batches
+        )
+    assert looks == [2, 4] and extractor.calls == 4  # the third batch was never computed
+    written = [key for key in studies if store.image_keys(key)]
+    assert written == ["study-0", "study-1", "study-2", "study-3"]

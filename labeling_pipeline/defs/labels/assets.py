@@ -128,6 +128,18 @@ def _read_batch(
     return studies
 
 
+def stop_if_canceled(context: dg.AssetExecutionContext, progress: str) -> None:
+    """Stop the step when its run is being canceled (the UI's Terminate, Ctrl-C in
+    ``labeling-pipeline``). A batch of studies is one long step, and Dagster acts on a cancel
+    only between a step's events: without this check a canceled run went on to its end."""
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.status in (
+        dg.DagsterRunStatus.CANCELING,
+        dg.DagsterRunStatus.CANCELED,
+    ):
+        raise dg.DagsterExecutionInterruptedError(f"run canceled: stopped {progress}")
+
+
 @dg.multi_asset(
     specs=list(STUDY_ASSET_SPECS),
     ins={"template_reference": dg.AssetIn()},
@@ -174,6 +186,7 @@ def label_studies(
         {key: study.images for key, study in studies.items()},
         extractor,
         feature_model.preparation(),
+        between_batches=lambda: stop_if_canceled(context, "while computing features"),
     )
     report.add_seconds("features", time.perf_counter() - started)
 
@@ -189,7 +202,8 @@ def label_studies(
     report.add_seconds("template_bank", time.perf_counter() - started)
 
     searches = 0
-    for key, study in studies.items():
+    for done, (key, study) in enumerate(studies.items()):
+        stop_if_canceled(context, f"after {done} of {len(studies)} studies")
         study.feature_model = model
         started = time.perf_counter()
         try:
