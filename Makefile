@@ -17,6 +17,11 @@ INSTALLED := $(VENV)/.installed-$(PYPROJECT_HASH)
 INSTALLED_TEST := $(VENV)/.installed-test-$(PYPROJECT_HASH)
 
 PYTEST_ARGS ?=
+# Two pytest-xdist workers. Most of the suite's time goes to the command line's real runs (a code
+# server and a process per run, one after the other, waiting on each other and on the daemon),
+# which leave a second core mostly idle. A worker takes whole files (module fixtures are built
+# once), slow files first (labeling_pipeline_tests/conftest.py). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 REVIEW_PORT ?= 8765
@@ -52,7 +57,7 @@ run: install
 	$(BIN)/labeling-pipeline run
 
 test: install-test
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The two processes `dagster dev` (superseded in Dagster 1.13, it warns so) used to start: the
 # daemon (run queue, backfills, sensors, schedules, run monitoring) and the web server, both over

@@ -14,6 +14,16 @@ from labeling_pipeline_tests.orthanc_server import OrthancServer, find_orthanc
 from labeling_pipeline_tests.reviewable import ReviewableOutputs, build_reviewable_outputs
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test``), modules with ``slow`` tests go first: the workers
+    take whole modules in collection order, and the long runs of the command line left for
+    the end would keep one worker busy for minutes after the other ran out of work."""
+    if not hasattr(config, "workerinput"):  # not an xdist worker: keep the order of the files
+        return
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)  # stable sort
+
+
 @pytest.fixture
 def reviewable(tmp_path: Path) -> ReviewableOutputs:
     """Two labelled phantom studies with flagged landmarks (see ``reviewable.py``)."""

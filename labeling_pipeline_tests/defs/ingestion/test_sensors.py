@@ -9,90 +9,48 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from labeling_pipeline.defs.ingestion.assets import dicom_catalog
 from labeling_pipeline.defs.ingestion.partitions import SOURCE_ORDER, STUDIES_PARTITION_NAME
-from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
-from labeling_pipeline.defs.resources import (
-    CatalogIOManager,
-    IntermediateIOManager,
-    PipelineResource,
-)
 from labeling_pipeline.labels.catalog import read_catalog
-from labeling_pipeline.synthetic.sample_data import build_dataset
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+from labeling_pipeline_tests.defs.helpers import generated_studies, materialize_catalog, sensor_tick
 
 
 @pytest.fixture(scope="module")
 def source_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three generated studies: two in incoming/, one moved to archive/."""
-    data = tmp_path_factory.mktemp("sensor") / "data"
-    build_dataset(data, 3, seed=4)
-    (data / "archive").mkdir()
-    shutil.move(data / "incoming" / "case_0002", data / "archive" / "case_0002")
-    return data
-
-
-@pytest.fixture
-def env(source_data: Path, tmp_path: Path):
-    data = tmp_path / "data"
-    shutil.copytree(source_data, data)
-    pipeline = PipelineResource(data_dir=str(data), output_dir=str(tmp_path / "out"))
-    with dg.instance_for_test() as instance:
-        yield SimpleNamespace(data=data, pipeline=pipeline, instance=instance)
-
-
-def _tick(env: SimpleNamespace):
-    # Closed at once: an evaluation context left open holds the instance's state storage
-    # context, and garbage-collecting it later restores a dead instance's storage as current.
-    with dg.build_sensor_context(
-        instance=env.instance, resources={"pipeline": env.pipeline}
-    ) as context:
-        return new_study_sensor(context)
-
-
-def _catalog(env: SimpleNamespace) -> dg.ExecuteInProcessResult:
-    resources = {
-        "pipeline": env.pipeline,
-        "io_manager": IntermediateIOManager(pipeline=env.pipeline),
-        "catalog_io_manager": CatalogIOManager(pipeline=env.pipeline),
-    }
-    result = dg.materialize(
-        [dicom_catalog], instance=env.instance, resources=resources, run_config=QUIET
-    )
-    assert result.success
-    return result
+    return generated_studies(tmp_path_factory.mktemp("sensor"), 3, 4, "case_0002")
 
 
 def test_empty_incoming_is_skipped(env: SimpleNamespace) -> None:
     shutil.rmtree(env.data / "incoming")
-    assert isinstance(_tick(env), dg.SkipReason)
+    assert isinstance(sensor_tick(env), dg.SkipReason)
 
 
 def test_new_files_ask_for_a_catalog_run_once_per_listing(env: SimpleNamespace) -> None:
-    first = _tick(env)
+    first = sensor_tick(env)
     assert isinstance(first, dg.RunRequest)
     assert first.job_name == "catalog_and_template_job"
     # Only the catalog: the template reference (which loads the model) is not made per new file.
     assert first.asset_selection == [dg.AssetKey("dicom_catalog")]
-    assert _tick(env).run_key == first.run_key  # the same listing, the same (deduplicated) key
+    assert (
+        sensor_tick(env).run_key == first.run_key
+    )  # the same listing, the same (deduplicated) key
     (env.data / "incoming" / "extra.txt").write_text("new file")
-    assert _tick(env).run_key != first.run_key
+    assert sensor_tick(env).run_key != first.run_key
 
 
 def test_current_catalog_registers_lost_partitions_and_requests_no_label_run(
     env: SimpleNamespace,
 ) -> None:
-    _catalog(env)
+    materialize_catalog(env)
     catalog = read_catalog(Path(env.pipeline.output_dir) / "catalog.parquet")
     incoming = sorted(set(catalog[catalog["source"] == "incoming"]["partition_key"]))
     archived = set(catalog[catalog["source"] == "archive"]["partition_key"])
     assert len(incoming) == 2 and len(archived) == 1
-    assert isinstance(_tick(env), dg.SkipReason)  # current: automation labels what is new
+    assert isinstance(sensor_tick(env), dg.SkipReason)  # current: automation labels what is new
 
     # A partition lost from the instance is registered again by the sensor.
     env.instance.delete_dynamic_partition(STUDIES_PARTITION_NAME, incoming[0])
-    result = _tick(env)
+    result = sensor_tick(env)
     assert isinstance(result, dg.SensorResult) and not result.run_requests
     [add] = result.dynamic_partitions_requests
     assert list(add.partition_keys) == [incoming[0]]
@@ -101,7 +59,7 @@ def test_current_catalog_registers_lost_partitions_and_requests_no_label_run(
 def test_catalog_registers_each_source_together_and_says_how_to_select_it(
     env: SimpleNamespace,
 ) -> None:
-    metadata = _catalog(env).asset_materializations_for_node("dicom_catalog")[0].metadata
+    metadata = materialize_catalog(env).asset_materializations_for_node("dicom_catalog")[0].metadata
     catalog = read_catalog(Path(env.pipeline.output_dir) / "catalog.parquet")
     ordered = env.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME)
     by_source = {
@@ -117,7 +75,7 @@ def test_catalog_registers_each_source_together_and_says_how_to_select_it(
 
 
 def test_a_study_moved_to_the_archive_retires_its_old_key_and_outputs(env: SimpleNamespace) -> None:
-    _catalog(env)
+    materialize_catalog(env)
     catalog = read_catalog(env.pipeline.paths().catalog_path)
     moved_dir = env.data / "incoming" / "case_0001"
     old_key = catalog[catalog["path"].str.startswith("incoming/case_0001/")]["partition_key"].iloc[
@@ -131,7 +89,7 @@ def test_a_study_moved_to_the_archive_retires_its_old_key_and_outputs(env: Simpl
         pd.DataFrame({"partition_key": [old_key]}).to_parquet(folder / f"{old_key}.parquet")
 
     shutil.move(moved_dir, env.data / "archive" / "case_0001")
-    result = _catalog(env)
+    result = materialize_catalog(env)
     new_key = "archive-" + old_key.split("-", 1)[1]
     partitions = set(env.instance.get_dynamic_partitions(STUDIES_PARTITION_NAME))
     assert new_key in partitions and old_key not in partitions

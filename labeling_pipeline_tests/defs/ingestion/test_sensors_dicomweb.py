@@ -8,44 +8,17 @@ import dagster as dg
 import pytest
 
 from labeling_pipeline.definitions import defs
-from labeling_pipeline.defs.ingestion.assets import dicom_catalog
-from labeling_pipeline.defs.ingestion.sensors import new_study_sensor
-from labeling_pipeline.defs.resources import (
-    CatalogIOManager,
-    IntermediateIOManager,
-    PipelineResource,
-)
+from labeling_pipeline.defs.resources import PipelineResource
 from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV
 from labeling_pipeline.labels.catalog import read_catalog
+from labeling_pipeline_tests.defs.helpers import materialize_catalog, sensor_tick
 from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def _tick(env: SimpleNamespace):
-    with dg.build_sensor_context(
-        instance=env.instance, resources={"pipeline": env.pipeline}
-    ) as context:
-        return new_study_sensor(context)
 
 
 def _labels_requested(env: SimpleNamespace) -> set[str]:
     result = dg.evaluate_automation_conditions(defs=defs, instance=env.instance, cursor=env.cursor)
     env.cursor = result.cursor
     return set(result.get_requested_partitions(dg.AssetKey("label_dataset")))
-
-
-def _catalog(env: SimpleNamespace) -> dg.ExecuteInProcessResult:
-    resources = {
-        "pipeline": env.pipeline,
-        "io_manager": IntermediateIOManager(pipeline=env.pipeline),
-        "catalog_io_manager": CatalogIOManager(pipeline=env.pipeline),
-    }
-    result = dg.materialize(
-        [dicom_catalog], instance=env.instance, resources=resources, run_config=QUIET
-    )
-    assert result.success
-    return result
 
 
 def test_sensor_fetches_and_labels_new_server_studies(
@@ -66,23 +39,25 @@ def test_sensor_fetches_and_labels_new_server_studies(
             dg.AssetMaterialization("template_reference", tags={"dagster/data_version": "t1"})
         )
         _labels_requested(env)  # automation's first tick, before any study
-        first = _tick(env)  # nothing in incoming/, but a server: catalogue (and retrieve)
+        first = sensor_tick(env)  # nothing in incoming/, but a server: catalogue (and retrieve)
         assert isinstance(first, dg.RunRequest) and first.job_name == "catalog_and_template_job"
-        metadata = _catalog(env).asset_materializations_for_node("dicom_catalog")[0].metadata
+        metadata = (
+            materialize_catalog(env).asset_materializations_for_node("dicom_catalog")[0].metadata
+        )
         assert metadata["dicomweb_server"].value == server.dicomweb_url
         assert metadata["dicomweb_sync"].value["retrieved"] == 2
 
         catalog = read_catalog(pipeline.paths().catalog_path)
         server_keys = set(catalog[catalog["source"] == "dicomweb"]["partition_key"])
-        assert isinstance(_tick(env), dg.SkipReason) and len(server_keys) == 2
+        assert isinstance(sensor_tick(env), dg.SkipReason) and len(server_keys) == 2
         assert _labels_requested(env) == server_keys
 
         # A study that arrives later on the server: a catalog run retrieves it, then it is
         # labelled with the others.
         server.upload([SAMPLE_DATA / "archive/2026-07/study_0105/IM0001.dcm"])
-        third = _tick(env)
+        third = sensor_tick(env)
         assert isinstance(third, dg.RunRequest) and third.run_key.startswith("dicomweb-")
-        _catalog(env)
+        materialize_catalog(env)
         catalog = read_catalog(pipeline.paths().catalog_path)
         keys = set(catalog[catalog["source"] == "dicomweb"]["partition_key"])
         # Only the new one: the two others were requested before (and are in progress or done).

@@ -20,19 +20,12 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.definitions.partitions.context import partition_loading_context
 
 from labeling_pipeline.definitions import defs
-from labeling_pipeline.defs.ingestion.assets import dicom_catalog
 from labeling_pipeline.defs.ingestion.partitions import STUDIES_PARTITION_NAME
 from labeling_pipeline.defs.labels.assets import STUDY_ASSET_SPECS
-from labeling_pipeline.defs.resources import (
-    CatalogIOManager,
-    IntermediateIOManager,
-    PipelineResource,
-)
 from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV
 from labeling_pipeline.labels.catalog import read_catalog
-from labeling_pipeline.synthetic.sample_data import build_dataset
+from labeling_pipeline_tests.defs.helpers import generated_studies, materialize_catalog
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 LABELS = dg.AssetKey("label_dataset")
 STUDY_ASSETS = [spec.key for spec in STUDY_ASSET_SPECS]
 DAY = datetime.datetime(2026, 9, 5, 10, 0, tzinfo=datetime.UTC)
@@ -41,24 +34,15 @@ DAY = datetime.datetime(2026, 9, 5, 10, 0, tzinfo=datetime.UTC)
 @pytest.fixture(scope="module")
 def source_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four generated studies: three in incoming/, one moved to archive/."""
-    data = tmp_path_factory.mktemp("automation") / "data"
-    build_dataset(data, 4, seed=11)
-    (data / "archive").mkdir()
-    shutil.move(data / "incoming" / "case_0001", data / "archive" / "case_0001")
-    return data
+    return generated_studies(tmp_path_factory.mktemp("automation"), 4, 11, "case_0001")
 
 
 @pytest.fixture
-def env(source_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    data = tmp_path / "data"
-    shutil.copytree(source_data, data)
-    out = tmp_path / "out"
+def env(env: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     # The code location reads the same variables (the assets read the catalog there).
-    monkeypatch.setenv(DATA_DIR_ENV, str(data))
-    monkeypatch.setenv(OUTPUT_DIR_ENV, str(out))
-    pipeline = PipelineResource(data_dir=str(data), output_dir=str(out))
-    with dg.instance_for_test() as instance:
-        yield SimpleNamespace(data=data, out=out, pipeline=pipeline, instance=instance, cursor=None)
+    monkeypatch.setenv(DATA_DIR_ENV, str(env.data))
+    monkeypatch.setenv(OUTPUT_DIR_ENV, str(env.out))
+    return env
 
 
 def _tick(env: SimpleNamespace, when: datetime.datetime = DAY):
@@ -74,15 +58,7 @@ def _requested(result, key: dg.AssetKey = LABELS) -> set[str]:
 
 
 def _catalog(env: SimpleNamespace) -> dict[str, set[str]]:
-    resources = {
-        "pipeline": env.pipeline,
-        "io_manager": IntermediateIOManager(pipeline=env.pipeline),
-        "catalog_io_manager": CatalogIOManager(pipeline=env.pipeline),
-    }
-    result = dg.materialize(
-        [dicom_catalog], instance=env.instance, resources=resources, run_config=QUIET
-    )
-    assert result.success
+    materialize_catalog(env)
     catalog = read_catalog(env.out / "catalog.parquet")
     studies = {
         source: set(catalog[catalog["source"] == source]["partition_key"])

@@ -9,11 +9,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from labeling_pipeline.defs.resources import (
-    FeatureModelResource,
-    IntermediateIOManager,
-    PipelineResource,
-)
+from labeling_pipeline.defs.resources import FeatureModelResource, PipelineResource
 from labeling_pipeline.defs.settings import PipelinePaths
 from labeling_pipeline.defs.template.assets import template_reference
 from labeling_pipeline.defs.template.bank import read_template_bank
@@ -23,6 +19,7 @@ from labeling_pipeline.synthetic.dicom_writer import StudyInfo
 from labeling_pipeline.synthetic.families import family_overrides
 from labeling_pipeline.synthetic.phantom import random_params
 from labeling_pipeline.synthetic.sample_data import template_params, write_template
+from labeling_pipeline_tests.defs.helpers import pipeline_resources
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -50,11 +47,9 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _resources(data: Path, output: Path) -> dict:
     pipeline = PipelineResource(data_dir=str(data), output_dir=str(output))
-    return {
-        "pipeline": pipeline,
-        "feature_model": FeatureModelResource(model="efficientnet-lite0"),
-        "io_manager": IntermediateIOManager(pipeline=pipeline),
-    }
+    return pipeline_resources(
+        pipeline, feature_model=FeatureModelResource(model="efficientnet-lite0")
+    )
 
 
 def test_further_templates_are_built_and_unusable_ones_reported(data_dir, tmp_path):
