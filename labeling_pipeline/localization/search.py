@@ -266,22 +266,21 @@ class Localizer:
         return step_between(before.position, located[previous].position)[1]
 
     # ----- the globally consistent chain ---------------------------------------------------
+    def _map_at(self, grid: np.ndarray, x_mm: float, y_mm: float) -> float:
+        """A search-grid map's value at a position in grid mm (nearest cell)."""
+        x, y = self.space.from_mm(x_mm, y_mm)
+        row = min(max(int(round(y)), 0), grid.shape[0] - 1)
+        col = min(max(int(round(x)), 0), grid.shape[1] - 1)
+        return float(grid[row, col])
+
     def _score_at(self, name: str, x_mm: float, y_mm: float) -> float:
         """``name``'s score map at a position in grid mm (nearest search-grid cell)."""
-        scores = self.space.score_map(name)
-        x, y = self.space.from_mm(x_mm, y_mm)
-        row = min(max(int(round(y)), 0), scores.shape[0] - 1)
-        col = min(max(int(round(x)), 0), scores.shape[1] - 1)
-        return float(scores[row, col])
+        return self._map_at(self.space.score_map(name), x_mm, y_mm)
 
     def _visible_share(self, name: str, x_mm: float, y_mm: float) -> float:
         """The share of ``name``'s constellation weight inside the image with the landmark at
         (x_mm, y_mm) (nearest search-grid cell): the rest lies beyond the edge."""
-        shares = self.space.visible_map(name)
-        x, y = self.space.from_mm(x_mm, y_mm)
-        row = min(max(int(round(y)), 0), shares.shape[0] - 1)
-        col = min(max(int(round(x)), 0), shares.shape[1] - 1)
-        return float(shares[row, col])
+        return self._map_at(self.space.visible_map(name), x_mm, y_mm)
 
     def _anchor_bonus(self, names: list[str], candidates) -> list[np.ndarray]:
         """Per chain vertebra and candidate, the evidence that fixes the count at each anchor
