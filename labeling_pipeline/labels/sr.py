@@ -130,19 +130,11 @@ def sr_instance_uid(source_sop_instance_uid: str, content_digest: str) -> str:
     return generate_uid(entropy_srcs=[_INSTANCE_NAMESPACE, source_sop_instance_uid, content_digest])
 
 
-def build_sr(
-    source: pydicom.Dataset, rows: pd.DataFrame, frame_index: int = 0
-) -> hd.sr.ComprehensiveSR:
-    """The SR of one labelled image: ``source`` is its DICOM dataset (pixels not needed),
-    ``rows`` its label or curated rows (``landmark, kind, x, y, status``)."""
+def measurement_groups(source: pydicom.Dataset, rows: pd.DataFrame, frame_index: int = 0) -> list:
+    """One TID 1500 measurement group per row (landmark) of one labelled image: a planar ROI
+    group with its point where the row has one, a group without a region otherwise."""
     frames = int(getattr(source, "NumberOfFrames", 1) or 1)
     referenced = [frame_index + 1] if frames > 1 else None
-    device = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(entropy_srcs=[_UID_NAMESPACE, "device"]), name=MANUFACTURER
-        ),
-    )
     try:
         source_image = hd.sr.SourceImageForRegion.from_source_image(source, referenced)
     except TypeError:
@@ -177,22 +169,58 @@ def build_sr(
             )
         else:
             groups.append(hd.sr.MeasurementsAndQualitativeEvaluations(**common))
-    report = hd.sr.MeasurementReport(
+    return groups
+
+
+def measurement_report(groups: list) -> hd.sr.MeasurementReport:
+    """The TID 1500 report of ``groups``, observed by this program as a device."""
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=[_UID_NAMESPACE, "device"]), name=MANUFACTURER
+        ),
+    )
+    return hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
         procedure_reported=PROCEDURE,
         imaging_measurements=groups,
     )
-    return hd.sr.ComprehensiveSR(
+
+
+def document_attributes(source: pydicom.Dataset, rows: pd.DataFrame) -> dict:
+    """The SR document's own attributes (highdicom's ``ComprehensiveSR`` arguments besides
+    its evidence and content): UIDs derived from the source image and the labels."""
+    return {
+        "series_instance_uid": sr_series_uid(source.SOPInstanceUID),
+        "series_number": SR_SERIES_NUMBER,
+        "sop_instance_uid": sr_instance_uid(source.SOPInstanceUID, rows_content_digest(rows)),
+        "instance_number": 1,
+        "manufacturer": MANUFACTURER,
+        "is_complete": not (rows["status"] == "needs_review").any(),
+        "series_description": "Vertebra labels",
+    }
+
+
+def build_sr(source: pydicom.Dataset, rows: pd.DataFrame, frame_index: int = 0) -> pydicom.Dataset:
+    """The SR of one labelled image: ``source`` is its DICOM dataset (pixels not needed),
+    ``rows`` its label or curated rows (``landmark, kind, x, y, status``). Returns the document
+    as a plain dataset, ready to save or send (``hd.sr.srread`` gives highdicom's view of it)."""
+    groups = measurement_groups(source, rows, frame_index)
+    # highdicom's document deep-copies, re-parses and searches its whole content tree: two thirds
+    # of an SR's cost with a group per landmark. Its evidence comes from `evidence` alone (the
+    # content is only checked against it), so the document is made around a report of the first
+    # group, then given the whole report's root item as highdicom copies it in. The result
+    # equals highdicom's own document (labels/test_sr.py).
+    document = hd.sr.ComprehensiveSR(
         evidence=[source],
-        content=report,
-        series_instance_uid=sr_series_uid(source.SOPInstanceUID),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=sr_instance_uid(source.SOPInstanceUID, rows_content_digest(rows)),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=not (rows["status"] == "needs_review").any(),
-        series_description="Vertebra labels",
+        content=measurement_report(groups[:1]),
+        **document_attributes(source, rows),
     )
+    dataset = pydicom.Dataset(document)
+    dataset.file_meta = document.file_meta
+    for element in measurement_report(groups)[0]:
+        dataset[element.tag] = element
+    return dataset
 
 
 def write_sr(path: Path, source_path: Path, rows: pd.DataFrame, frame_index: int = 0) -> bool:

@@ -1,7 +1,12 @@
 """DICOM SR (TID 1500) per labelled image: written with highdicom, read back."""
 
+import io
 import math
+from pathlib import Path
 
+import highdicom as hd
+import numpy as np
+import pandas as pd
 import pydicom
 import pytest
 
@@ -13,7 +18,11 @@ from labeling_pipeline.corrections import (
 )
 from labeling_pipeline.labels import sr as sr_module
 from labeling_pipeline.labels.sr import (
+    build_sr,
+    document_attributes,
     labels_content_digest,
+    measurement_groups,
+    measurement_report,
     read_sr_landmarks,
     sr_instance_uid,
     sr_series_uid,
@@ -75,3 +84,55 @@ def test_sr_uids_come_from_the_image_and_the_labels_content() -> None:
     assert a != labels_content_digest([("L1", 10.0, 20.0, "ok"), ("L2", 11.0, 35.0, "ok")])
     assert sr_instance_uid("1.2.3", a) == sr_instance_uid("1.2.3", b) != sr_instance_uid("1.2.4", a)
     assert sr_series_uid("1.2.3") == sr_series_uid("1.2.3") != sr_series_uid("1.2.4")
+
+
+SAMPLE_DATA = Path(__file__).resolve().parents[2] / "data"
+
+
+@pytest.mark.parametrize(
+    ("source_file", "frame_index", "missing"),
+    [
+        ("archive/2026-03/study_0102/IM0001.dcm", 0, []),
+        # The first landmark without a point: the document's own report then holds no region.
+        ("archive/2026-03/study_0102/IM0001.dcm", 0, ["T12", "L3"]),
+        ("incoming/site_b/20260903/0004/sag_t2_multiframe.dcm", 3, ["S1"]),
+    ],
+)
+def test_the_sr_equals_highdicoms_own_document(source_file, frame_index, missing, tmp_path) -> None:
+    # build_sr hands highdicom a one-group report and puts the whole report in afterwards.
+    source = pydicom.dcmread(SAMPLE_DATA / source_file, stop_before_pixels=True)
+    names = ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    rows = pd.DataFrame(
+        {
+            "landmark": [*names, "L4-L5"],
+            "kind": ["vertebra"] * len(names) + ["disc"],
+            "x": np.linspace(80.0, 150.0, len(names) + 1),
+            "y": np.linspace(40.0, 380.0, len(names) + 1),
+            "status": ["ok"] * len(names) + ["needs_review"],
+        }
+    )
+    rows.loc[rows["landmark"].isin(missing), ["x", "y"]] = math.nan
+    built = build_sr(source, rows, frame_index)
+    groups = measurement_groups(source, rows, frame_index)
+    reference = hd.sr.ComprehensiveSR(
+        evidence=[source], content=measurement_report(groups), **document_attributes(source, rows)
+    )
+
+    def written(dataset: pydicom.Dataset) -> pydicom.Dataset:
+        buffer = io.BytesIO()
+        dataset.save_as(buffer, enforce_file_format=True)
+        return pydicom.dcmread(io.BytesIO(buffer.getvalue()))
+
+    # Creation times and the equipment record (it holds one) are the moment of building.
+    stamped = {"InstanceCreationTime", "InstanceCreationDate", "ContentTime", "ContentDate"}
+    stamped.add("ContributingEquipmentSequence")
+    ours, theirs = written(built), written(reference)
+    assert {e.keyword for e in ours} == {e.keyword for e in theirs}
+    for element in theirs:
+        if element.keyword not in stamped:
+            assert ours[element.tag] == element, element.keyword
+    path = tmp_path / "sr.dcm"
+    ours.save_as(path, enforce_file_format=True)
+    read_back = {lm.name: lm for lm in read_sr_landmarks(path)}
+    assert set(read_back) == set(rows["landmark"])
+    assert all(math.isnan(read_back[name].x) for name in missing)
