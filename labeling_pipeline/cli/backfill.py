@@ -5,11 +5,13 @@ the data directory's DICOMweb cache, :func:`sync_dicomweb_range`). The catalog i
 date then (and the template reference, when what it is made from changed) by a run of the code
 location launched as the UI launches one (:mod:`labeling_pipeline.cli.launch`). Then one asset
 backfill of the chosen studies' per-study assets (features, localization, labels, curated
-labels) is added to the instance; the Dagster daemon runs it in batches of up to
-``STUDIES_PER_RUN`` studies per run (the assets' backfill policy), as a backfill launched from
-the UI does, and the runs show in the UI like those. When no daemon is running for the
-instance, the command starts one for as long as it waits. Every run's config names the
-command's data and output directories, whichever daemon runs it.
+labels) is added to the instance and run in batches of up to ``STUDIES_PER_RUN`` studies per
+run (the assets' backfill policy), as a backfill launched from the UI is; the runs show in the
+UI like those. A Dagster daemon running for the instance (``make ui``) runs it; without one,
+the command does the daemon's work for its backfill itself, as long as it waits
+(:class:`~labeling_pipeline.cli.launch.DaemonDuties`: the daemon's own backfill and run-queue
+iterations, from the command's code server). Every run's config names the command's data and
+output directories, whoever runs it.
 
 Resumable: studies already labelled from their current files by the current code are left out,
 so running the same command again after an interruption labels only what is left.
@@ -31,7 +33,6 @@ from labeling_pipeline.defs.settings import DATA_DIR_ENV, OUTPUT_DIR_ENV, Pipeli
 
 SOURCES = ("archive", "incoming", "dicomweb")
 BACKFILL_ASSETS = ("pixel_features", "vertebra_localization", "label_dataset", "curated_labels")
-ENDING_WAIT_S = 35.0  # how long a daemon started here gets to mark an ended backfill so
 
 
 @dataclass
@@ -50,7 +51,7 @@ class BackfillSummary:
     canceled_runs: list[str] = field(default_factory=list)
     detached: bool = False
     error: str = ""
-    daemon_started: bool = False
+    run_by: str = ""  # "the daemon" (one runs for the instance) or "this command"
     dicomweb: str = ""  # the sync of the range from LABELING_DICOMWEB_URL ("" when unset)
     dicomweb_failed: bool = False  # the server could not be searched, or a study not retrieved
 
@@ -64,6 +65,8 @@ def format_backfill_summary(summary: BackfillSummary) -> str:
     lines = [f"backfill:         {summary.backfill_id or '(none launched)'}"]
     if summary.dicomweb:
         lines.append(f"dicomweb:         {summary.dicomweb}")
+    if summary.run_by:
+        lines.append(f"run by:           {summary.run_by}")
     lines.append(
         f"studies:          {summary.studies_selected} to label"
         f" ({summary.studies_finished_before} already labelled from their current files)"
@@ -183,15 +186,13 @@ def launch_backfill(
     of them and (unless ``detach``) wait for it, showing progress on ``stream`` (stderr).
     A SIGINT/SIGTERM while waiting cancels the backfill and its runs."""
     import dagster as dg
-    from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+    from dagster._core.execution.backfill import PartitionBackfill
 
     from labeling_pipeline.cli.launch import (
         CodeLocationRuns,
+        DaemonDuties,
         FinishedRun,
-        LabelledSoFar,
-        Progress,
         cancel_runs,
-        daemon_for,
         daemon_running,
         paths_run_config,
         wait_for_runs,
@@ -201,6 +202,7 @@ def launch_backfill(
         DICOM_CATALOG,
         TRIGGER_TAG,
         Interrupted,
+        _console_config,
         _SignalWatch,
         current_template_run,
     )
@@ -229,7 +231,7 @@ def launch_backfill(
             run_id = location.launch(
                 CATALOG_AND_TEMPLATE_JOB,
                 {TRIGGER_TAG: "labeling-pipeline backfill"},
-                {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **paths_config},
+                _console_config("WARNING") | paths_config,
                 asset_selection=[dg.AssetKey(DICOM_CATALOG)] if template_run else None,
             )
             try:
@@ -242,95 +244,132 @@ def launch_backfill(
                 summary.error = f"interrupted while cataloguing (run {run_id} canceled)"
                 return summary
             prepare = FinishedRun.read(instance, run_id)
-            asset_graph = location.repository.asset_graph
-        if not prepare.success:
-            summary.error = f"catalog or template run {prepare.run_id}: {failure_text(prepare)}"
-            return summary
-        catalog = read_catalog(paths.catalog_path)
-        keys = studies_between(catalog, first_date, last_date, source)
-        finished = finished_studies(instance, catalog, keys)
-        todo = [key for key in keys if key not in finished]
-        summary.studies_finished_before = len(finished)
-        summary.studies_selected = len(todo)
-        if not todo:
-            summary.status = "nothing to do"
-            summary.seconds = time.perf_counter() - started
-            return summary
+            if not prepare.success:
+                summary.error = f"catalog or template run {prepare.run_id}: {failure_text(prepare)}"
+                return summary
+            catalog = read_catalog(paths.catalog_path)
+            keys = studies_between(catalog, first_date, last_date, source)
+            finished = finished_studies(instance, catalog, keys)
+            todo = [key for key in keys if key not in finished]
+            summary.studies_finished_before = len(finished)
+            summary.studies_selected = len(todo)
+            if not todo:
+                summary.status = "nothing to do"
+                summary.seconds = time.perf_counter() - started
+                return summary
 
-        cursor = instance.event_log_storage.get_maximum_record_id() or 0
-        backfill_id = uuid.uuid4().hex[:8]
-        backfill = PartitionBackfill.from_asset_partitions(
-            backfill_id=backfill_id,
-            asset_graph=asset_graph,
-            partition_names=todo,
-            asset_selection=[dg.AssetKey(name) for name in BACKFILL_ASSETS],
-            backfill_timestamp=time.time(),
-            tags={TRIGGER_TAG: "labeling-pipeline backfill"},
-            dynamic_partitions_store=instance,
-            all_partitions=False,
-            title=f"StudyDate {first_date}-{last_date}" + (f" ({source})" if source else ""),
-            description=f"labeling-pipeline backfill of {len(todo)} studies",
-            run_config=paths_config,
-        )
-        instance.add_backfill(backfill)
-        summary.backfill_id = backfill_id
-        if detach:
-            summary.detached = True
-            if not daemon_running(instance):
-                summary.error = (
-                    "no Dagster daemon is running for this instance: start one (make ui) or "
-                    "run without --detach"
-                )
-            return summary
-
-        wanted = set(todo)
-        labelled = LabelledSoFar(wanted, cursor)
-        progress = Progress(len(todo), stream, quiet)
-        with daemon_for(instance, dagster_home) as started_here:
-            summary.daemon_started = started_here
-            ended_at = 0.0
+            cursor = instance.event_log_storage.get_maximum_record_id() or 0
+            backfill_id = uuid.uuid4().hex[:8]
+            backfill = PartitionBackfill.from_asset_partitions(
+                backfill_id=backfill_id,
+                asset_graph=location.repository.asset_graph,
+                partition_names=todo,
+                asset_selection=[dg.AssetKey(name) for name in BACKFILL_ASSETS],
+                backfill_timestamp=time.time(),
+                tags={TRIGGER_TAG: "labeling-pipeline backfill"},
+                dynamic_partitions_store=instance,
+                all_partitions=False,
+                title=f"StudyDate {first_date}-{last_date}" + (f" ({source})" if source else ""),
+                description=f"labeling-pipeline backfill of {len(todo)} studies",
+                # Its runs log warnings and errors to the console of whoever runs them (this
+                # command, or the daemon); the UI's event log holds everything.
+                run_config=_console_config("WARNING") | paths_config,
+            )
+            instance.add_backfill(backfill)
+            summary.backfill_id = backfill_id
+            if detach:
+                summary.detached = True
+                if not daemon_running(instance):
+                    summary.error = (
+                        "no Dagster daemon is running for this instance: start one (make ui) or "
+                        "run without --detach"
+                    )
+                return summary
+            # A daemon of the instance (make ui) runs the backfill; without one, this command
+            # does the daemon's work for it.
+            duties = None if daemon_running(instance) else DaemonDuties(location)
+            summary.run_by = "the daemon" if duties is None else "this command"
             try:
-                while True:
-                    done, images = labelled.update(instance)
-                    failed = _failed_studies(instance, backfill_id, wanted - done)
-                    summary.studies_done, summary.images = len(done), images
-                    summary.studies_failed = sorted(failed)
-                    progress.show(len(done), images, len(failed))
-                    state = instance.get_backfill(backfill_id)
-                    if state is not None and state.status not in (
-                        BulkActionStatus.REQUESTED,
-                        BulkActionStatus.CANCELING,
-                    ):
-                        summary.status = state.status.value
-                        break
-                    if len(done) + len(failed) == len(wanted) and not _runs_in_flight(
-                        instance, backfill_id
-                    ):
-                        # Every study has ended; the daemon marks the backfill so on its next
-                        # pass (up to half a minute later): a daemon of ours waits for that,
-                        # one that goes on running does it without us.
-                        ended_at = ended_at or time.perf_counter()
-                        if not started_here or time.perf_counter() - ended_at > ENDING_WAIT_S:
-                            summary.status = "COMPLETED_FAILED" if failed else "COMPLETED_SUCCESS"
-                            break
-                    if watch.pending():
-                        raise Interrupted(watch.pending())
-                    time.sleep(poll_s)
-            except BaseException as error:
-                signum = getattr(error, "signum", 0) or (
-                    signal.SIGINT if isinstance(error, KeyboardInterrupt) else 0
+                _follow(
+                    instance,
+                    backfill_id,
+                    set(todo),
+                    cursor,
+                    summary,
+                    duties,
+                    watch,
+                    stream,
+                    quiet,
+                    poll_s,
                 )
-                if not signum:
-                    raise
-                summary.interrupted_by = signum
-                progress.close()
-                progress.say("interrupted: canceling the backfill and the runs it launched ...")
-                summary.canceled_runs = _cancel(instance, backfill_id)
-                summary.status = "canceled"
             finally:
-                progress.close()
+                if duties is not None:
+                    duties.close()
         summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _follow(
+    instance,
+    backfill_id: str,
+    wanted: set[str],
+    cursor: int,
+    summary: BackfillSummary,
+    duties,
+    watch,
+    stream: TextIO,
+    quiet: bool,
+    poll_s: float,
+) -> None:
+    """Wait for the backfill to end (doing the daemon's work when ``duties`` is given), showing
+    progress; a SIGINT/SIGTERM cancels the backfill and its runs."""
+    from dagster._core.execution.backfill import BulkActionStatus
+
+    from labeling_pipeline.cli.launch import LabelledSoFar, Progress
+    from labeling_pipeline.cli.run import Interrupted
+
+    labelled = LabelledSoFar(wanted, cursor)
+    progress = Progress(len(wanted), stream, quiet)
+    try:
+        while True:
+            in_flight = _runs_in_flight(instance, backfill_id)
+            if duties is not None:
+                duties.tick(backfill_due=not in_flight)
+            done, images = labelled.update(instance)
+            failed = _failed_studies(instance, backfill_id, wanted - done)
+            summary.studies_done, summary.images = len(done), images
+            summary.studies_failed = sorted(failed)
+            progress.show(len(done), images, len(failed))
+            state = instance.get_backfill(backfill_id)
+            if state is not None and state.status not in (
+                BulkActionStatus.REQUESTED,
+                BulkActionStatus.CANCELING,
+            ):
+                summary.status = state.status.value
+                break
+            if duties is None and len(done) + len(failed) == len(wanted) and not in_flight:
+                # Every study has ended; the running daemon records the backfill's end on its
+                # next pass (up to half a minute later) without us.
+                summary.status = "COMPLETED_FAILED" if failed else "COMPLETED_SUCCESS"
+                break
+            if watch.pending():
+                raise Interrupted(watch.pending())
+            time.sleep(poll_s)
+    except BaseException as error:
+        signum = getattr(error, "signum", 0) or (
+            signal.SIGINT if isinstance(error, KeyboardInterrupt) else 0
+        )
+        if not signum:
+            raise
+        summary.interrupted_by = signum
+        progress.close()
+        progress.say("interrupted: canceling the backfill and the runs it launched ...")
+        summary.canceled_runs = _cancel(instance, backfill_id)
+        if duties is not None:
+            duties.tick(backfill_due=True)  # records the cancellation once its runs ended
+        summary.status = "canceled"
+    finally:
+        progress.close()
 
 
 def _runs_in_flight(instance, backfill_id: str) -> bool:

@@ -6,13 +6,15 @@ needed), creates each run from it (the location's origin and snapshots: the UI c
 it and shows it on the timeline) and launches it with the instance's run launcher, in a process
 of its own, or submits it to the instance's run coordinator (the daemon's queue). What a run did
 is read back from the event log (:class:`FinishedRun`). Also shared: the progress line
-(:class:`Progress`), cancelling launched runs (:func:`cancel_runs`) and a daemon for the
-instance (:func:`daemon_for`).
+(:class:`Progress`), cancelling launched runs (:func:`cancel_runs`), a daemon for the
+instance (:func:`daemon_for`) and the daemon's work done by the command itself
+(:class:`DaemonDuties`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -147,6 +149,7 @@ class CodeLocationRuns:
                         start_new_session=True,
                     )
                 )
+            self.process_context = process_context
             self.workspace = process_context.create_request_context()
         except BaseException as error:  # re-raised by __enter__, in the caller's thread
             self._load_error = error
@@ -377,6 +380,50 @@ def daemon_running(instance: Any) -> bool:
         for beat in instance.get_daemon_heartbeats().values()
         if beat.daemon_type == "BACKFILL"
     )
+
+
+class DaemonDuties:
+    """The daemon's work for a command's backfill, done by the command (when no daemon runs for
+    the instance): the backfill loop, which turns the backfill into batched runs and marks it
+    ended, and the run queue, which starts queued runs within the instance's run and pool
+    limits, from the command's code server (``location``). These are the daemon's own
+    iterations, called on the command's clock: a daemon's backfill loop passes every 30 s (it
+    saw a finished backfill up to half a minute late), and a daemon process with a code server
+    of its own takes about ten seconds to start on 2 cores."""
+
+    def __init__(self, location: CodeLocationRuns, backfill_every_s: float = 30.0) -> None:
+        from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+            QueuedRunCoordinatorDaemon,
+        )
+
+        self._context = location.process_context
+        self._queue = QueuedRunCoordinatorDaemon(interval_seconds=1)
+        self._logger = logging.getLogger("labeling_pipeline.cli.backfill")
+        self._backfill_every_s = backfill_every_s
+        self._last_backfill = -backfill_every_s
+
+    def tick(self, backfill_due: bool) -> None:
+        """One pass of the run queue, after one of the backfill loop when ``backfill_due`` (the
+        backfill may have runs to request or an ending to record) or when it last ran
+        ``backfill_every_s`` ago. An asset backfill's pass costs more than the queue's, so it
+        is not repeated while the backfill's runs are in flight."""
+        from dagster._daemon.backfill import execute_backfill_iteration
+
+        now = time.monotonic()
+        if backfill_due or now - self._last_backfill >= self._backfill_every_s:
+            self._last_backfill = now
+            self._report(execute_backfill_iteration(self._context, self._logger))
+        self._report(self._queue.run_iteration(self._context))
+
+    def _report(self, iteration: Iterator[Any]) -> None:
+        from dagster._utils.error import SerializableErrorInfo
+
+        for item in iteration:
+            if isinstance(item, SerializableErrorInfo):  # the daemon would show it in the UI
+                self._logger.warning("dagster daemon iteration failed: %s", item.to_string())
+
+    def close(self) -> None:
+        self._queue.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

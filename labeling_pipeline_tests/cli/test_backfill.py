@@ -1,17 +1,25 @@
-"""``labeling-pipeline backfill``: a real Dagster backfill (the daemon runs it) of a StudyDate
-range and source, in batched runs; run again, it leaves finished studies out."""
+"""``labeling-pipeline backfill``: a real Dagster backfill of a StudyDate range and source, in
+batched runs (no daemon runs for the test's instance: the command does the daemon's work); run
+again, it leaves finished studies out."""
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
+from dagster._core.execution.backfill import BulkActionStatus
 
 from labeling_pipeline.cli import EXIT_OK, EXIT_USAGE, main
-from labeling_pipeline.cli.instance import instance_at
+from labeling_pipeline.cli.instance import PROJECT_ROOT, instance_at
 from labeling_pipeline.defs.ingestion.partitions import contiguous_batches
 from labeling_pipeline.imaging.dicom import studies_between
+from labeling_pipeline.synthetic.sample_data import build_dataset
 from labeling_pipeline_tests.orthanc_server import SAMPLE_DATA
 
 
@@ -89,6 +97,7 @@ def test_backfill_labels_archive_studies_of_the_range_in_one_batched_run(
     assert "studies:          2 to label (0 already labelled" in captured.out
     assert "labelled:         2 studies, 2 images" in captured.out
     assert "COMPLETED_SUCCESS" in captured.out
+    assert "run by:           this command" in captured.out
     assert "studies 2/2 done" in captured.err  # the progress line
 
     labels = pd.read_parquet(output / "labels")
@@ -107,9 +116,68 @@ def test_backfill_labels_archive_studies_of_the_range_in_one_batched_run(
         assert run.tags["dagster/asset_partition_range_start"] == chosen[0]
         assert run.tags["dagster/asset_partition_range_end"] == chosen[1]
         assert run.remote_job_origin is not None
+        # The backfill's end is recorded as the daemon records it (the UI shows it ended).
+        [backfill] = instance.get_backfills()
+        assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS
+        assert backfill.backfill_end_timestamp is not None
 
     # Run again: both are labelled from their current files, nothing is launched.
     status = main(command)
     out = capsys.readouterr().out
     assert status == EXIT_OK, out
     assert "studies:          0 to label (2 already labelled from their current files)" in out
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_backfill_and_records_it_canceled(
+    tmp_path: Path, dagster_home: Path
+) -> None:
+    data, output = tmp_path / "data", tmp_path / "out"
+    # Enough studies that the batch is still being labelled when Ctrl-C arrives.
+    build_dataset(data, 8, 3)
+    environment = {**os.environ, "DAGSTER_HOME": str(dagster_home)}
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(PROJECT_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
+    command = [sys.executable, "-m", "labeling_pipeline.cli", "backfill"]
+    command += ["--from", "1900-01-01", "--to", "2100-12-31"]
+    process = subprocess.Popen(
+        [*command, "--data-dir", str(data), "--output-dir", str(output)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        run_id = _wait_for_started_backfill_run(dagster_home, process)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in the terminal sends
+        out, err = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out + err
+    assert "canceling the backfill and the runs it launched" in err
+    assert "INTERRUPTED by SIGINT: backfill canceled, 1 runs canceled" in out, out
+    with instance_at(dagster_home) as instance:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.CANCELED
+        assert all(run.is_finished for run in instance.get_runs())
+        # Recorded as the daemon records it, though no daemon ran.
+        [backfill] = instance.get_backfills()
+        assert backfill.status == BulkActionStatus.CANCELED
+
+
+def _wait_for_started_backfill_run(home: Path, process: subprocess.Popen) -> str:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if (home / ".dagster" / "storage").is_dir():
+            with instance_at(home) as instance:
+                runs = instance.get_runs(
+                    filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED])
+                )
+                runs = [run for run in runs if "dagster/backfill" in run.tags]
+                if runs:
+                    return runs[0].run_id
+        time.sleep(0.5)
+    raise AssertionError("no backfill run started")
