@@ -31,6 +31,16 @@ LOCKS_DIR = ".locks"
 _HOLDER_PREFIX = "holder-"
 
 
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and only waits to be reaped by its parent (Linux ``/proc``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[-1].split()
+    return bool(fields) and fields[0] == "Z"
+
+
 def _process_start_ticks(pid: int) -> int | None:
     """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), None elsewhere."""
     try:
@@ -76,6 +86,8 @@ class ProcessIdentity:
             return False
         except PermissionError:
             pass  # exists, owned by someone else
+        if _is_zombie(self.pid):  # exited; its parent has not collected it yet
+            return False
         if self.start_ticks is None:
             return True
         now = _process_start_ticks(self.pid)

@@ -4,6 +4,7 @@ holder, a dead holder's lock is taken over; and the sweep of interrupted writes.
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,22 @@ def test_a_folder_that_cannot_be_listed_makes_the_scan_incomplete(
     catalog = scan_data_dir(tmp_path).catalog_frame()
     assert catalog["reason_code"].tolist() == ["unreadable_folder"]
     assert not scan_is_complete(catalog)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_an_exited_process_not_yet_reaped_is_not_alive() -> None:
+    # A run's process that has exited stays a zombie until its parent (the code server) waits
+    # for it: it holds nothing any more, and nobody should wait for it.
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    host = ProcessIdentity.current().host
+    try:
+        for _ in range(200):  # until it has exited (unreaped: nothing waited for it yet)
+            if Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the child did not exit")
+        assert not ProcessIdentity(process.pid, host, None, "x").is_alive()
+        assert ProcessIdentity.current().is_alive()
+    finally:
+        process.wait()

@@ -287,7 +287,7 @@ def launch_backfill(
                 return summary
             # A daemon of the instance (make ui) runs the backfill; without one, this command
             # does the daemon's work for it.
-            duties = None if daemon_running(instance) else DaemonDuties(location)
+            duties = None if daemon_running(instance) else DaemonDuties(location, backfill_id)
             summary.run_by = "the daemon" if duties is None else "this command"
             try:
                 _follow(

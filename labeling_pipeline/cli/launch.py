@@ -391,12 +391,16 @@ class DaemonDuties:
     saw a finished backfill up to half a minute late), and a daemon process with a code server
     of its own takes about ten seconds to start on 2 cores."""
 
-    def __init__(self, location: CodeLocationRuns, backfill_every_s: float = 30.0) -> None:
+    def __init__(
+        self, location: CodeLocationRuns, backfill_id: str, backfill_every_s: float = 30.0
+    ) -> None:
         from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
             QueuedRunCoordinatorDaemon,
         )
 
         self._context = location.process_context
+        self._instance = location.instance
+        self._backfill_id = backfill_id
         self._queue = QueuedRunCoordinatorDaemon(interval_seconds=1)
         self._logger = logging.getLogger("labeling_pipeline.cli.backfill")
         self._backfill_every_s = backfill_every_s
@@ -409,11 +413,17 @@ class DaemonDuties:
         is not repeated while the backfill's runs are in flight."""
         from dagster._daemon.backfill import execute_backfill_iteration
 
+        from labeling_pipeline.defs.runs import ended_runs_still_exiting
+
         now = time.monotonic()
         if backfill_due or now - self._last_backfill >= self._backfill_every_s:
             self._last_backfill = now
             self._report(execute_backfill_iteration(self._context, self._logger))
-        self._report(self._queue.run_iteration(self._context))
+        # The queue frees a run's slot when the run is marked ended, while its process still
+        # holds the model and a batch of images for a few seconds: the next run waits for it,
+        # so that the backfill's memory is one run's, however many batches it has.
+        if not ended_runs_still_exiting(self._instance, {"dagster/backfill": self._backfill_id}):
+            self._report(self._queue.run_iteration(self._context))
 
     def _report(self, iteration: Iterator[Any]) -> None:
         from dagster._utils.error import SerializableErrorInfo

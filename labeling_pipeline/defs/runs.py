@@ -11,6 +11,8 @@ Runs killed before they could tag themselves are left to Dagster's run monitorin
 
 from __future__ import annotations
 
+import time
+
 import dagster as dg
 
 from labeling_pipeline.locks import ProcessIdentity
@@ -74,3 +76,21 @@ def fail_runs_of_dead_processes(instance: dg.DagsterInstance) -> list[str]:
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         failed.append(run.run_id)
     return failed
+
+
+def ended_runs_still_exiting(
+    instance: dg.DagsterInstance, tags: dict[str, str], grace_s: float = 60.0
+) -> list[str]:
+    """Ids of the runs with ``tags`` that ended less than ``grace_s`` ago while their recorded
+    process is still alive: it tears down (the model, a batch of images) for a few seconds
+    after the run is marked ended. One that takes longer is not waited for."""
+    now = time.time()
+    return [
+        record.dagster_run.run_id
+        for record in instance.get_run_records(filters=dg.RunsFilter(tags=tags))
+        if record.dagster_run.is_finished
+        and record.end_time is not None
+        and now - record.end_time < grace_s
+        and (process := process_of(record.dagster_run)) is not None
+        and process.is_alive()
+    ]
