@@ -181,6 +181,15 @@ def test_one_run_labels_the_batch_with_metadata_per_study(run: SimpleNamespace) 
         if e.asset_key == dg.AssetKey("label_dataset")
     ]
     assert sorted(e.partition for e in events) == sorted(run.keys)  # one per study
+    # Recorded once per study of the batch: the per-study table only where it is read.
+    for asset in ("pixel_features", "vertebra_localization"):
+        [other] = [
+            e
+            for e in run.batch.asset_materializations_for_node("label_studies")
+            if e.asset_key == dg.AssetKey(asset) and e.partition == events[0].partition
+        ]
+        assert "studies" not in other.metadata
+        assert other.metadata["studies_in_run"].value == len(run.keys)
     studies = events[0].metadata["studies"].value
     assert sorted(studies) == sorted(run.keys)
     assert sum(s["images"] for s in studies.values()) == len(run.truth)

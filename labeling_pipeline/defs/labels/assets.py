@@ -260,11 +260,12 @@ def label_studies(
         )
     images = sum(s["images"] for s in report.studies.values())
     context.log.info(f"{len(keys)} studies, {images} images labelled ({report.seconds})")
+    # Dagster records every metadata entry once per study of the batch: the per-study table
+    # goes on label_dataset alone (what the sensor and the command line read), not three times.
     common = {
         "studies_in_run": len(keys),
         "images_in_run": images,
         "seconds": dg.MetadataValue.json(report.seconds),
-        "studies": dg.MetadataValue.json(report.studies),
     }
     yield dg.MaterializeResult(
         asset_key="pixel_features",
@@ -295,6 +296,7 @@ def label_studies(
         asset_key="label_dataset",
         metadata={
             **common,
+            "studies": dg.MetadataValue.json(report.studies),
             "landmarks_ok": ok,
             "landmarks_needs_review": review,
             # Names under the output directory, not paths (run metadata holds no paths).
