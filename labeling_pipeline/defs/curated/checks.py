@@ -18,6 +18,7 @@ from labeling_pipeline.defs.labels.checks import (
     batch_result,
     metadata_table,
     review_result,
+    run_partitions,
     spacing_check_result,
 )
 from labeling_pipeline.defs.resources import PipelineResource
@@ -27,7 +28,7 @@ from labeling_pipeline.localization.bundle import TemplateBundle
 
 def run_curated(context: dg.AssetCheckExecutionContext, curated_dir) -> dict[str, pd.DataFrame]:
     """The curated labels of each study of the run (partition key -> its rows)."""
-    return {key: read_curated_partition(curated_dir, key) for key in context.partition_keys}
+    return run_partitions(context, read_curated_partition, curated_dir)
 
 
 @dg.asset_check(

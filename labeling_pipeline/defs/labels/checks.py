@@ -13,6 +13,10 @@ A run labels a batch of studies, so each check covers the run's studies (read fr
 - ``landmarks_need_review``: WARN when a landmark of the study needs review.
 """
 
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -40,7 +44,26 @@ def metadata_table(frame: pd.DataFrame) -> dg.MetadataValue:
 
 def run_labels(context: dg.AssetCheckExecutionContext, labels_dir) -> dict[str, pd.DataFrame]:
     """The labels of each study of the run (partition key -> its rows)."""
-    return {key: read_labels_partition(labels_dir, key) for key in context.partition_keys}
+    return run_partitions(context, read_labels_partition, labels_dir)
+
+
+def run_partitions(
+    context: dg.AssetCheckExecutionContext,
+    read: Callable[[Path, str], pd.DataFrame],
+    directory,
+) -> dict[str, pd.DataFrame]:
+    """``read(directory, key)`` for each study of the run, read once for all the checks of the
+    run (they run one after another in its process, after the step that wrote the files);
+    each check gets its own copies."""
+    frames = _read_for_run(context.run_id, read, Path(directory), tuple(context.partition_keys))
+    return {key: frame.copy() for key, frame in frames.items()}
+
+
+@functools.lru_cache(maxsize=2)  # the labels and the curated labels of the current run
+def _read_for_run(
+    run_id: str, read: Callable[[Path, str], pd.DataFrame], directory: Path, keys: tuple[str, ...]
+) -> dict[str, pd.DataFrame]:
+    return {key: read(directory, key) for key in keys}
 
 
 def batch_result(

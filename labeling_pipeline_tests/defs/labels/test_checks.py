@@ -1,6 +1,7 @@
 """The label checks fail on exactly the problems they are named after."""
 
 import math
+from types import SimpleNamespace
 
 import dagster as dg
 import numpy as np
@@ -12,6 +13,7 @@ from labeling_pipeline.defs.labels.checks import (
     batch_result,
     completeness_result,
     review_result,
+    run_partitions,
     spacing_check_result,
 )
 from labeling_pipeline.imaging.image import LabelImage
@@ -131,3 +133,19 @@ def test_a_batch_names_the_studies_that_did_not_pass(bundle: TemplateBundle) -> 
     only_warned = batch_result({"a": good, "c": warned}, severity=dg.AssetCheckSeverity.WARN)
     assert not only_warned.passed and only_warned.severity == dg.AssetCheckSeverity.WARN
     assert batch_result({"a": bad}) is bad  # one study: its own result, with its tables
+
+
+def test_the_checks_of_a_run_read_its_studies_once_each_with_its_own_copy(tmp_path) -> None:
+    reads: list[str] = []
+
+    def read(directory, key: str) -> pd.DataFrame:
+        reads.append(key)
+        return pd.DataFrame({"x": [1.0, 2.0]})
+
+    run = SimpleNamespace(run_id="run-1", partition_keys=["a", "b"])
+    first = run_partitions(run, read, tmp_path)
+    first["a"].loc[0, "x"] = 99.0  # one check's changes do not reach the next
+    second = run_partitions(run, read, tmp_path)
+    assert reads == ["a", "b"] and second["a"]["x"].tolist() == [1.0, 2.0]
+    run_partitions(SimpleNamespace(run_id="run-2", partition_keys=["a"]), read, tmp_path)
+    assert reads == ["a", "b", "a"]  # another run reads afresh
