@@ -1,11 +1,12 @@
-"""Archive scale through the real Dagster path: a backfill run by the daemon, and the CLI.
+"""Archive scale through the real Dagster path: a backfill, and the CLI.
 
 For two sizes (``--small`` and ``--studies`` generated studies, one labelled image each) it
 generates a data set, then times ``labeling-pipeline backfill`` over all of it in a fresh
-Dagster instance (the repository's ``dagster.yaml``): catalog, template reference, the daemon
-it starts, batched runs (each a process importing torch and Dagster), curated labels. Wall-clock
-time of the whole command, start-up included; peak RSS summed over the process tree doing the
-work (the command, the daemon, its code server and the runs), sampled every 0.2 s. For the
+Dagster instance (the repository's ``dagster.yaml``): catalog, template reference, batched runs
+(each a process importing torch and Dagster; no daemon runs for the fresh instance, so the
+command does the daemon's backfill and queue work), curated labels. Wall-clock time of the
+whole command, start-up included; peak RSS summed over the process tree doing the work (the
+command, its code server and the runs), sampled every 0.2 s. For the
 larger size, ``labeling-pipeline run`` too (fresh instance and outputs): the runs it launches
 from its own code server, the QA report included (``cli_run`` in the JSON line).
 
