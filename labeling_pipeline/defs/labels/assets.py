@@ -35,6 +35,9 @@ from labeling_pipeline.localization.bundle import TemplateBundle
 from labeling_pipeline.localization.result import NEEDS_REVIEW, OK
 from labeling_pipeline.localization.template import DEFAULT_TEMPLATE
 
+# Studies whose images a run holds at once (read, features, labels), whatever its batch size.
+STUDIES_PER_CHUNK = 16
+
 # Bumped when what these assets compute changes, so that Dagster shows the studies' labels
 # as stale (code version) and `labeling-pipeline backfill` labels them again.
 LABEL_CODE_VERSION = "2"
@@ -140,6 +143,69 @@ def stop_if_canceled(context: dg.AssetExecutionContext, progress: str) -> None:
         raise dg.DagsterExecutionInterruptedError(f"run canceled: stopped {progress}")
 
 
+def _label_study(
+    study: StudyImages,
+    materialized,
+    store: FeatureStore,
+    template_reference: TemplateBundle,
+    settings,
+    alternatives: list,
+    model: str,
+    paths,
+    report: BatchReport,
+) -> int:
+    """Localize and label one study from its stored features: its labels partition, its
+    overlays and its entry in ``report``. Returns the template searches run."""
+    from labeling_pipeline.localization.study import localize_study
+
+    key = study.partition_key
+    study.feature_model = model
+    started = time.perf_counter()
+    try:
+        localization = localize_study(
+            store, study, template_reference, settings, alternatives=alternatives
+        )
+    except FeatureSettingsMismatch as error:
+        raise dg.Failure(
+            f"{error}. Materialize template_reference and pixel_features again with the "
+            "current feature model."
+        ) from error
+    report.add_seconds("localize", time.perf_counter() - started)
+    started = time.perf_counter()
+    extra = {"feature_model": model, "strategy": localization.strategy}
+    frames = []
+    for image, results, placed_by in zip(
+        localization.images, localization.results, localization.templates, strict=True
+    ):
+        frames.append(
+            label_rows(
+                image,
+                key,
+                results,
+                extra,
+                template=template_reference.landmarks,
+                template_names={r.name: t for r, t in zip(results, placed_by, strict=True)},
+            )
+        )
+        overlay = paths.overlays_dir / f"{image_key(image.sop_instance_uid)}.png"
+        render_overlay(image, frames[-1], overlay, partition_key=key)
+    labels = pd.concat(frames, ignore_index=True) if frames else empty_labels()
+    write_labels_partition(paths.labels_dir, key, labels)
+    report.add_seconds("labels", time.perf_counter() - started)
+    statuses = labels["status"].value_counts()
+    report.studies[key] = {
+        "images": len(study.images),
+        "computed": len(materialized.computed),
+        "reused": len(materialized.reused),
+        "unreadable": len(study.unreadable),
+        "landmarks_ok": int(statuses.get(OK, 0)),
+        "landmarks_needs_review": int(statuses.get(NEEDS_REVIEW, 0)),
+        "templates": {str(k): int(v) for k, v in labels["template"].value_counts().items()},
+        "study_digest": study.study_digest,
+    }
+    return localization.searches
+
+
 @dg.multi_asset(
     specs=list(STUDY_ASSET_SPECS),
     ins={"template_reference": dg.AssetIn()},
@@ -156,7 +222,7 @@ def label_studies(
     feature_model: FeatureModelResource,
 ):
     # The search imports torch: here, in the run, not when the definitions load.
-    from labeling_pipeline.localization.study import localize_study, search_settings
+    from labeling_pipeline.localization.study import search_settings
 
     paths = pipeline.paths()
     keys = list(context.partition_keys)
@@ -172,23 +238,10 @@ def label_studies(
         raise dg.Failure(str(error)) from error
     report = BatchReport()
     started = time.perf_counter()
-    studies = _read_batch(context, dicom_catalog, keys, paths.data_dir, report)
-    report.add_seconds("read", time.perf_counter() - started)
-
-    started = time.perf_counter()
     extractor = feature_model.extractor()
     report.add_seconds("model_load", time.perf_counter() - started)
     model = feature_model.model_name()
     store = FeatureStore(paths.features_path)
-    started = time.perf_counter()
-    materialized = materialize_features_batch(
-        store,
-        {key: study.images for key, study in studies.items()},
-        extractor,
-        feature_model.preparation(),
-        between_batches=lambda: stop_if_canceled(context, "while computing features"),
-    )
-    report.add_seconds("features", time.perf_counter() - started)
 
     started = time.perf_counter()
     # The review bank is read now, not a dependency: adding a reviewed image must not make
@@ -201,55 +254,38 @@ def label_studies(
     alternatives = [*template_reference.other_templates(), *bank.templates]
     report.add_seconds("template_bank", time.perf_counter() - started)
 
-    searches = 0
-    for done, (key, study) in enumerate(studies.items()):
-        stop_if_canceled(context, f"after {done} of {len(studies)} studies")
-        study.feature_model = model
+    searches = done = 0
+    # A chunk of studies at a time: their images, read and through the network together, are
+    # held only until the chunk is labelled, so a run's memory does not grow with its batch.
+    for first in range(0, len(keys), STUDIES_PER_CHUNK):
         started = time.perf_counter()
-        try:
-            localization = localize_study(
-                store, study, template_reference, settings, alternatives=alternatives
-            )
-        except FeatureSettingsMismatch as error:
-            raise dg.Failure(
-                f"{error}. Materialize template_reference and pixel_features again with the "
-                "current feature model."
-            ) from error
-        report.add_seconds("localize", time.perf_counter() - started)
-        searches += localization.searches
+        chunk = keys[first : first + STUDIES_PER_CHUNK]
+        studies = _read_batch(context, dicom_catalog, chunk, paths.data_dir, report)
+        report.add_seconds("read", time.perf_counter() - started)
         started = time.perf_counter()
-        extra = {"feature_model": model, "strategy": localization.strategy}
-        frames = []
-        for image, results, placed_by in zip(
-            localization.images, localization.results, localization.templates, strict=True
-        ):
-            frames.append(
-                label_rows(
-                    image,
-                    key,
-                    results,
-                    extra,
-                    template=template_reference.landmarks,
-                    template_names={r.name: t for r, t in zip(results, placed_by, strict=True)},
-                )
+        materialized = materialize_features_batch(
+            store,
+            {key: study.images for key, study in studies.items()},
+            extractor,
+            feature_model.preparation(),
+            between_batches=lambda: stop_if_canceled(context, "while computing features"),
+        )
+        report.add_seconds("features", time.perf_counter() - started)
+        for key, study in studies.items():
+            stop_if_canceled(context, f"after {done} of {len(keys)} studies")
+            searches += _label_study(
+                study,
+                materialized[key],
+                store,
+                template_reference,
+                settings,
+                alternatives,
+                model,
+                paths,
+                report,
             )
-            overlay = paths.overlays_dir / f"{image_key(image.sop_instance_uid)}.png"
-            render_overlay(image, frames[-1], overlay, partition_key=key)
-        labels = pd.concat(frames, ignore_index=True) if frames else empty_labels()
-        write_labels_partition(paths.labels_dir, key, labels)
-        report.add_seconds("labels", time.perf_counter() - started)
-        statuses = labels["status"].value_counts()
-        done = materialized[key]
-        report.studies[key] = {
-            "images": len(study.images),
-            "computed": len(done.computed),
-            "reused": len(done.reused),
-            "unreadable": len(study.unreadable),
-            "landmarks_ok": int(statuses.get(OK, 0)),
-            "landmarks_needs_review": int(statuses.get(NEEDS_REVIEW, 0)),
-            "templates": {str(k): int(v) for k, v in labels["template"].value_counts().items()},
-            "study_digest": study.study_digest,
-        }
+            done += 1
+        del studies, materialized
     index = write_overlay_index(paths.overlays_dir, read_labels(paths.labels_dir))
     if report.failed:
         # The other studies' files are written; the batch is materialized only as a whole, so a

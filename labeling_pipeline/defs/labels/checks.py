@@ -55,7 +55,7 @@ def run_partitions(
     """``read(directory, key)`` for each study of the run, read once for all the checks of the
     run (they run one after another in its process, after the step that wrote the files);
     each check gets its own copies."""
-    frames = _read_for_run(context.run_id, read, Path(directory), tuple(context.partition_keys))
+    frames = _read_for_run(context.run.run_id, read, Path(directory), tuple(context.partition_keys))
     return {key: frame.copy() for key, frame in frames.items()}
 
 

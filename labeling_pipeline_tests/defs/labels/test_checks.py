@@ -142,10 +142,11 @@ def test_the_checks_of_a_run_read_its_studies_once_each_with_its_own_copy(tmp_pa
         reads.append(key)
         return pd.DataFrame({"x": [1.0, 2.0]})
 
-    run = SimpleNamespace(run_id="run-1", partition_keys=["a", "b"])
+    run = SimpleNamespace(run=SimpleNamespace(run_id="run-1"), partition_keys=["a", "b"])
     first = run_partitions(run, read, tmp_path)
     first["a"].loc[0, "x"] = 99.0  # one check's changes do not reach the next
     second = run_partitions(run, read, tmp_path)
     assert reads == ["a", "b"] and second["a"]["x"].tolist() == [1.0, 2.0]
-    run_partitions(SimpleNamespace(run_id="run-2", partition_keys=["a"]), read, tmp_path)
+    other_run = SimpleNamespace(run=SimpleNamespace(run_id="run-2"), partition_keys=["a"])
+    run_partitions(other_run, read, tmp_path)
     assert reads == ["a", "b", "a"]  # another run reads afresh
