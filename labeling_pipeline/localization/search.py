@@ -289,11 +289,14 @@ class Localizer:
         ``anchor_neighbour_share``, how much more the adjacent level's candidates look like
         themselves than like the anchor (L5 against S1). The evidence is that of the part of
         the candidate's constellation inside the image, per unit of its weight (at most
-        ``1 / anchor_visible_floor`` times the raw difference)."""
+        ``1 / anchor_visible_floor`` times the raw difference). An anchor candidate that looks
+        more like the adjacent level than like the anchor is weighted by
+        ``anchor_against_weight`` instead of ``anchor_weight``."""
         bonus = [np.zeros(len(c)) for c in candidates]
         s = self.settings
         weight = s.anchor_weight * s.similarity_weight
-        if not weight:
+        against = s.anchor_against_weight * s.similarity_weight
+        if not weight and not against:
             return bonus
         for anchor in self.domain.anchors:
             if anchor not in names:
@@ -310,7 +313,10 @@ class Localizer:
                             evidence = score - self._score_at(names[other], x, y)
                             visible = self._visible_share(names[own], x, y)
                             evidence /= max(visible, s.anchor_visible_floor)
-                            bonus[own][k] += share * weight * evidence
+                            # Only the anchor's own candidates: an L5 that looks sacral is the
+                            # VB3_08 case, where evidence against L5 shifted whole chains.
+                            scale = against if own == i and evidence < 0 else weight
+                            bonus[own][k] += share * scale * evidence
         return bonus
 
     def chain_solver(self, scale: float = 1.0) -> ChainSolver:

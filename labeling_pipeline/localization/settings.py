@@ -55,6 +55,16 @@ class SearchSettings:
     # synthetic families had fewer wrong labels and more identified (benchmarks/README.md).
     anchor_weight: float = 3.0
     anchor_neighbour_share: float = 0.0
+    # Evidence against the anchor (a candidate that looks more like its neighbour level than
+    # like the anchor: S1 placed on a body that matches L5 better) weighs this much instead.
+    # The two sides are not equally reliable: a candidate can look unlike L5 for many reasons
+    # (S2, a sacrum cut by the edge, anything beyond the spine's end), which is why evidence for
+    # the anchor cannot weigh more than 3 (anchor_weight 4 left ivd x ivd 4 labels wrong); it can
+    # look more like L5 than like S1 only if it resembles L5. Measured: synthetic 230/5/0 ->
+    # 235/0/0 (a chain shifted up, S1 on L5, no longer rivals the right one), every other family
+    # and real group unchanged from 4.5 to 12; from 15, six-lumbar 44 -> 49 confidently wrong;
+    # both sides at 6: ivd x ivd 0 -> 13 wrong (benchmarks/README.md).
+    anchor_against_weight: float = 6.0
     # A sacrum cut by the image's lower edge shows only part of its constellation; the part
     # beyond the edge matches nothing under either reference, so the raw difference shrinks
     # with the share in view, and an L5 above it that looks sacral (VB3_08) out-scored it. The

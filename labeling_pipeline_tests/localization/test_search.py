@@ -464,7 +464,15 @@ def test_chain_counts_from_the_sacrum_wherever_the_spine_is_framed(reference, do
     # The framing prior of the first version shifts every label by one level here.
     framed = outcomes_of(
         LONG_LOW,
-        run(LONG_LOW, reference, domain, framing_sigma_mm=35.0, anchor_weight=0.0, scales=(1.0,)),
+        run(
+            LONG_LOW,
+            reference,
+            domain,
+            framing_sigma_mm=35.0,
+            anchor_weight=0.0,
+            anchor_against_weight=0.0,
+            scales=(1.0,),
+        ),
     )
     assert all(o.outcome == WRONG for o in framed.values()), framed
 
@@ -484,11 +492,11 @@ def test_chain_records_the_sacrum_anchor_and_the_image_scale(reference, domain):
 S1_CUT = fp.cropped(ORDINARY, bottom=6)
 
 
-def _s1_evidence(layout, reference, domain, **settings) -> float:
-    """The anchor evidence of a candidate on the drawn S1 (score units)."""
+def _s1_evidence(layout, reference, domain, body="S1", **settings) -> float:
+    """The anchor evidence of an S1 candidate on the drawn ``body`` (score units)."""
     localizer = Localizer(fp.render(layout), reference, domain, SearchSettings(**settings))
     names = reference.chain
-    x, y = layout.centres_mm()["S1"]
+    x, y = layout.centres_mm()[body]
     candidates = [[(x, y, localizer._score_at(n, x, y))] if n == "S1" else [] for n in names]
     return float(localizer._anchor_bonus(names, candidates)[names.index("S1")][0])
 
@@ -527,3 +535,23 @@ def test_a_second_peak_on_the_same_body_does_not_put_the_label_in_doubt(referenc
     assert l3.status == OK and l3.confidence > 0.99, l3
     true_l3 = ORDINARY.centres_mm()["L3"]
     assert math.dist(l3.position, true_l3) < 8.0
+
+
+def test_evidence_against_the_anchor_weighs_more_than_evidence_for_it(reference, domain):
+    # Per unit weight: the drawn S1 looks more like S1 than like L5, the drawn L5 the other way.
+    unit = {"anchor_weight": 1.0, "anchor_against_weight": 1.0}
+    for_s1 = _s1_evidence(ORDINARY, reference, domain, **unit)
+    against_s1 = _s1_evidence(ORDINARY, reference, domain, body="L5", **unit)
+    assert for_s1 > 0 > against_s1
+    # With the defaults, S1 placed on a body that matches L5 better costs twice what the same
+    # evidence in favour would gain: anything unlike L5 (S2, a cut sacrum) gains, but only a body
+    # that resembles L5 loses, so a chain shifted up by a level (S1 on L5) stops rivalling the
+    # right one (synthetic case_0015 in benchmarks/README.md).
+    defaults = SearchSettings()
+    assert defaults.anchor_against_weight == 2 * defaults.anchor_weight
+    assert _s1_evidence(ORDINARY, reference, domain) == pytest.approx(
+        defaults.anchor_weight * for_s1
+    )
+    assert _s1_evidence(ORDINARY, reference, domain, body="L5") == pytest.approx(
+        defaults.anchor_against_weight * against_s1
+    )
