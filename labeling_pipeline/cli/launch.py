@@ -398,6 +398,8 @@ class DaemonDuties:
             QueuedRunCoordinatorDaemon,
         )
 
+        from labeling_pipeline.defs.ingestion.partitions import FEATURE_MODEL_POOL
+
         self._context = location.process_context
         self._instance = location.instance
         self._backfill_id = backfill_id
@@ -405,6 +407,13 @@ class DaemonDuties:
         self._logger = logging.getLogger("labeling_pipeline.cli.backfill")
         self._backfill_every_s = backfill_every_s
         self._last_backfill = -backfill_every_s
+        # The queue sets a pool to the instance's default limit in the pass that first meets
+        # it, and that pass does not hold runs back for it: on a fresh instance two batches'
+        # runs then started together. Set now, the first pass respects it as later ones do.
+        if self._instance.global_op_concurrency_default_limit:
+            self._instance.event_log_storage.initialize_concurrency_limit_to_default(
+                FEATURE_MODEL_POOL
+            )
 
     def tick(self, backfill_due: bool) -> None:
         """One pass of the run queue, after one of the backfill loop when ``backfill_due`` (the

@@ -181,3 +181,29 @@ def _wait_for_started_backfill_run(home: Path, process: subprocess.Popen) -> str
                     return runs[0].run_id
         time.sleep(0.5)
     raise AssertionError("no backfill run started")
+
+
+@pytest.mark.slow
+def test_a_backfill_runs_its_batches_one_after_another(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], dagster_home: Path, monkeypatch
+) -> None:
+    # Two batches of two studies (the code server reads the batch size): the `feature_model`
+    # pool holds one run at a time, also on a fresh instance where the queue meets the pool
+    # for the first time, so two runs' processes (each the model and a batch of images) never
+    # overlap.
+    monkeypatch.setenv("LABELING_STUDIES_PER_RUN", "2")
+    data, output = tmp_path / "data", tmp_path / "out"
+    build_dataset(data, 4, 5)
+    command = ["backfill", "--from", "1900-01-01", "--to", "2100-12-31", "--quiet"]
+    status = main([*command, "--data-dir", str(data), "--output-dir", str(output)])
+    out = capsys.readouterr().out
+    assert status == EXIT_OK, out
+    assert "labelled:         4 studies" in out
+    with instance_at(dagster_home) as instance:
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(tags={"dagster/backfill": out.split()[1]})
+        )
+        assert len(records) == 2
+        first, second = sorted(records, key=lambda record: record.start_time)
+        assert first.dagster_run.status == second.dagster_run.status == dg.DagsterRunStatus.SUCCESS
+        assert second.start_time >= first.end_time

@@ -15,6 +15,8 @@ model is loaded once per run and the images of the batch go through the network 
 backfill costs about the work itself plus one run's start-up per batch.
 """
 
+import os
+
 import dagster as dg
 import pandas as pd
 
@@ -26,8 +28,22 @@ STUDIES_PARTITION_NAME = "studies"
 # and Dagster, loading the definitions and the model: 10-15 s on 2 cores) is small beside its
 # work (about 200 ms per image with overlays and SRs: 25 s for 128), small enough that a failed
 # batch costs little to redo and that progress shows (benchmarks/scale.py: at 64 per run, the eight
-# start-ups of a 500-study backfill took about a fifth of its time).
-STUDIES_PER_RUN = 128
+# start-ups of a 500-study backfill took about a fifth of its time). A run holds 16 studies'
+# images at a time whatever its batch, so its memory does not set this. LABELING_STUDIES_PER_RUN
+# changes it (the code location's processes must agree: set it where they all start).
+STUDIES_PER_RUN_ENV = "LABELING_STUDIES_PER_RUN"
+
+
+def _studies_per_run(default: int = 128) -> int:
+    text = os.environ.get(STUDIES_PER_RUN_ENV, "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{STUDIES_PER_RUN_ENV}={text!r}: expected a whole number of studies >= 1")
+    return int(text)
+
+
+STUDIES_PER_RUN = _studies_per_run()
 
 # The concurrency pool of the model-heavy step (dagster.yaml limits it): one batch of feature
 # extraction at a time keeps the machine's cores for the network instead of contention.
