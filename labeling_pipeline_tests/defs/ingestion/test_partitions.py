@@ -2,9 +2,12 @@
 selects one source's studies in the UI's partition box."""
 
 import pandas as pd
+import pytest
 
 from labeling_pipeline.defs.ingestion.partitions import (
     SOURCE_ORDER,
+    STUDIES_PER_RUN_ENV,
+    _studies_per_run,
     registration_order,
     selection_text,
     study_sources,
@@ -49,3 +52,14 @@ def test_selection_text_uses_ranges_of_the_instance_order() -> None:
     assert selection_text(ordered, {"a1", "a2", "a3", "a4"}) == "a1, [a2...a4]"
     assert selection_text(ordered, {"i1", "i2", "i3"}) == "[i1...i2], i3"
     assert selection_text(ordered, set()) == ""
+
+
+def test_studies_per_run_comes_from_the_environment_or_a_clear_error(monkeypatch) -> None:
+    monkeypatch.delenv(STUDIES_PER_RUN_ENV, raising=False)
+    assert _studies_per_run() == 128
+    monkeypatch.setenv(STUDIES_PER_RUN_ENV, " 32 ")
+    assert _studies_per_run() == 32
+    for bad in ("0", "-4", "many"):
+        monkeypatch.setenv(STUDIES_PER_RUN_ENV, bad)
+        with pytest.raises(ValueError, match="LABELING_STUDIES_PER_RUN"):
+            _studies_per_run()
